@@ -1,0 +1,131 @@
+"""The running bridge: builds the store, backends, router, HTTP server and adapters from a config,
+starts them in order and stops them in reverse, draining in-flight answers first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+
+from .adapter import Adapter, Health
+from .backends import Backend, build_backend
+from .config import Config
+from .http import HttpServer
+from .metrics import Metrics
+from .router import Router
+from .store import Store, open_store
+from .types import Inbound, Limits, Outbound
+
+log = logging.getLogger("bridge")
+
+
+class AdapterOutbox:
+    """The router's outbox: hands each reply to the adapter of its platform."""
+
+    def __init__(self, adapters: Sequence[Adapter]) -> None:
+        self._adapters = {adapter.platform: adapter for adapter in adapters}
+
+    def _adapter(self, platform: str) -> Adapter:
+        try:
+            return self._adapters[platform]
+        except KeyError:
+            raise LookupError(f"no running adapter for platform {platform!r}") from None
+
+    def limits(self, platform: str) -> Limits:
+        adapter = self._adapters.get(platform)
+        return adapter.limits if adapter else Limits(max_len=4000)
+
+    async def send(self, outbound: Outbound) -> None:
+        await self._adapter(outbound.platform).send(outbound)
+
+    def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
+        return self._adapter(inbound.platform).working(inbound)
+
+
+class Bridge:
+    def __init__(
+        self,
+        config: Config,
+        adapters: Sequence[Adapter],
+        *,
+        metrics: Metrics | None = None,
+        store: Store | None = None,
+        backends: Mapping[str, Backend] | None = None,
+        serve_http: bool | None = None,
+    ) -> None:
+        self.config = config
+        self.adapters = list(adapters)
+        self.metrics = metrics or Metrics()
+        self.store = store or open_store(config.bridge)
+        self.backends = (
+            dict(backends)
+            if backends is not None
+            else {name: build_backend(name, cfg) for name, cfg in config.backends.items()}
+        )
+        self.router = Router(
+            store=self.store,
+            backends=self.backends,
+            outbox=AdapterOutbox(self.adapters),
+            settings=config.bridge,
+            routes=config.routes,
+            default_backend=config.default_backend(),
+            metrics=self.metrics,
+        )
+        serve = config.http.enabled if serve_http is None else serve_http
+        self.http = (
+            HttpServer(
+                config.http.host,
+                config.http.port,
+                readiness=self.readiness,
+                metrics=self.metrics.render,
+                routes=[route for adapter in self.adapters for route in adapter.routes()],
+            )
+            if serve
+            else None
+        )
+        self._started: list[Adapter] = []
+
+    async def start(self) -> None:
+        await self.store.open()
+        if self.http is not None:
+            await self.http.start()  # before the adapters: a webhook may arrive at once
+        for adapter in self.adapters:
+            await adapter.start(self.router.handle)
+            self._started.append(adapter)
+            log.info("adapter %s started", adapter.platform)
+        await self.router.recover()
+
+    async def stop(self) -> None:
+        drain = self.config.bridge.drain_timeout
+        await self.router.drain(drain)
+        for adapter in reversed(self._started):
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("adapter %s did not stop cleanly", adapter.platform)
+        self._started.clear()
+        if self.http is not None:
+            await self.http.stop()
+        await asyncio.gather(*(b.aclose() for b in self.backends.values()), return_exceptions=True)
+        await self.store.close()
+
+    async def readiness(self) -> dict[str, object]:
+        components: dict[str, Health] = {}
+        try:
+            await self.store.ping()
+            components["store"] = Health(True, self.config.bridge.store.type)
+        except Exception as exc:
+            components["store"] = Health(False, f"unreachable: {type(exc).__name__}")
+        for adapter in self.adapters:
+            health = adapter.health()
+            components[adapter.platform] = health
+            self.metrics.adapter_connected.labels(adapter.platform).set(1 if health.ready else 0)
+        ready = all(h.ready for h in components.values())
+        return {
+            "ready": ready,
+            "components": {
+                name: {"ready": h.ready, "detail": h.detail} for name, h in components.items()
+            },
+        }

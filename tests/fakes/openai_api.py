@@ -1,0 +1,67 @@
+"""A fake OpenAI-compatible server: POST /v1/chat/completions and GET /v1/models.
+
+By default it answers `echo: {last user message}`; `reply` can be replaced by a function of the
+request body and headers. It keeps its own history per session id (header or body field), like
+nanobot's server, so tests can see what a server-side session would hold.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from .base import FakeServer
+
+Reply = Callable[[dict[str, Any], dict[str, str]], str]
+
+
+def echo_reply(body: dict[str, Any], headers: dict[str, str]) -> str:
+    return f"echo: {body['messages'][-1]['content']}"
+
+
+class FakeOpenAI(FakeServer):
+    def __init__(self, reply: Reply = echo_reply, model: str | None = None) -> None:
+        self.reply = reply
+        self.model = model  # when set, any other model name is a 400 (nanobot does this)
+        self.sessions: dict[str, list[str]] = defaultdict(list)
+        super().__init__()
+
+    def setup(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self._complete)
+        app.router.add_get("/v1/models", self._models)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    async def _complete(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if self.model and body.get("model") not in (None, self.model):
+            return web.json_response(
+                {"error": {"message": f"model {body['model']} not found"}}, status=400
+            )
+        sid = request.headers.get("x-session-key") or body.get("session_id")
+        if sid:
+            self.sessions[sid].append(body["messages"][-1]["content"])
+        content = self.reply(body, dict(request.headers))
+        return web.json_response(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "model": self.model or "fake",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+            }
+        )
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": self.model or "fake"}]})
