@@ -269,7 +269,12 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 def _substitute(value: Any, path: str, env: dict[str, str]) -> Any:
     if isinstance(value, dict):
-        return {k: _substitute(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
+        # A key left empty in YAML (`adapters:` with everything below commented out) is unset.
+        return {
+            k: _substitute(v, f"{path}.{k}" if path else str(k), env)
+            for k, v in value.items()
+            if v is not None
+        }
     if isinstance(value, list):
         return [_substitute(v, f"{path}.{i}", env) for i, v in enumerate(value)]
     if not isinstance(value, str):
