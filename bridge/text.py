@@ -74,20 +74,30 @@ def _window(text: str, budget: int, measure: Measure) -> int:
 
 
 def _cut(text: str, end: int) -> int:
-    """Where to cut `text[:end]`: the last good boundary in its second half, else the window end."""
+    """Where to cut `text[:end]`: the gentlest boundary that still fills a fair share of the
+    window (a paragraph a third of the way in beats a word at the very end), else the window end."""
     window = text[:end]
-    floor = end // 2
-    for pattern in ("\n\n", "\n"):
-        at = window.rfind(pattern, floor)
+    for pattern, share in (("\n\n", 0.3), ("\n", 0.4)):
+        at = window.rfind(pattern, int(end * share))
         if at > 0:
             return at + len(pattern)
-    sentences = [m.end() for m in _SENTENCE_END.finditer(window, floor)]
+    sentences = [m.end() for m in _SENTENCE_END.finditer(window, end // 2)]
     if sentences:
         return sentences[-1]
     spaces = [m.end() for m in re.finditer(r"\s", window)]
     if spaces and spaces[-1] > 0:
         return spaces[-1]
     return end
+
+
+def _take(
+    rest: str, budget: int, opener: str | None, measure: Measure
+) -> tuple[str, str, str | None]:
+    """The next chunk of `rest` within `budget`, what remains, and the fence left open."""
+    end = _window(rest, budget, measure)
+    cut = _cut(rest, end) if end else 1
+    chunk = rest[:cut].rstrip()
+    return chunk, rest[cut:], _open_fence(chunk, opener)
 
 
 def split(text: str, limit: int, measure: Measure = len) -> list[str]:
@@ -103,17 +113,18 @@ def split(text: str, limit: int, measure: Measure = len) -> list[str]:
             parts.append(head + rest)
             break
         closing = "\n```"
-        budget = limit - measure(head) - measure(closing)
-        if budget < limit // 4:  # an absurdly long opener line: give up reopening it
+        if measure(head) > limit // 4:  # an absurdly long opener line: give up reopening it
             head, opener = "", None
-            budget = limit - measure(closing)
-        end = _window(rest, budget, measure)
-        cut = _cut(rest, end) if end else 1
-        chunk, rest = rest[:cut].rstrip(), rest[cut:]
-        still_open = _open_fence(chunk, opener)
+        chunk, rest_after, still_open = _take(rest, limit - measure(head), opener, measure)
         body = head + chunk
+        if still_open and measure(body + closing) > limit:
+            # Cut inside a fence: cut again leaving room to close it.
+            budget = limit - measure(head) - measure(closing)
+            chunk, rest_after, still_open = _take(rest, budget, opener, measure)
+            body = head + chunk
         if still_open:
             body += closing
+        rest = rest_after
         if body.strip():
             parts.append(body)
         opener = still_open

@@ -60,6 +60,8 @@ class FakeServer:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
+        self.in_flight = 0  # requests being handled now, and the most ever at once
+        self.max_in_flight = 0
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -135,6 +137,14 @@ class FakeServer:
         call = Call(request.method, request.path, dict(request.query), dict(request.headers), body)
         self.calls.append(call)
         self._changed.set()
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request, handler)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request, handler) -> web.StreamResponse:
         fault = self._take_fault(request.path)
         if fault is not None:
             if fault.kind == "slow":

@@ -1,0 +1,93 @@
+"""The store contract, run against SQLite and a real Redis: dedup with TTL, pending, state."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from bridge.store.redis import RedisStore
+from bridge.store.sqlite import SqliteStore
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def store(request, tmp_path):
+    if request.param == "sqlite":
+        store = SqliteStore(str(tmp_path / "s.sqlite3"))
+    else:
+        store = RedisStore(REDIS_URL, prefix=f"test-{uuid.uuid4().hex}")
+        try:
+            await store.open()
+        except OSError as exc:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+        await store.close()
+    await store.open()
+    yield store
+    if isinstance(store, RedisStore):
+        keys = await store.redis.keys(f"{store._prefix}:*")
+        if keys:
+            await store.redis.delete(*keys)
+    await store.close()
+
+
+async def test_accept_is_once_per_event(store):
+    assert await store.accept("tg:1", {"text": "a"}, ttl=60) is True
+    assert await store.accept("tg:1", {"text": "a"}, ttl=60) is False
+    assert await store.accept("tg:2", {"text": "b"}, ttl=60) is True
+
+
+async def test_pending_until_completed_in_order(store):
+    for n in range(3):
+        await store.accept(f"e{n}", {"n": n}, ttl=60)
+    await store.complete("e1")
+    assert [p["n"] for p in await store.pending()] == [0, 2]
+
+
+async def test_state_per_session_and_backend(store):
+    await store.put_state("wx:dm:tg.1", "main", {"thread_id": "t1"})
+    await store.put_state("wx:dm:tg.2", "main", {"thread_id": "t2"})
+    await store.put_state("wx:dm:tg.1", "other", {"history": [1]})
+    assert await store.get_state("wx:dm:tg.1", "main") == {"thread_id": "t1"}
+    assert await store.get_state("wx:dm:tg.2", "main") == {"thread_id": "t2"}
+    assert await store.get_state("wx:dm:tg.3", "main") == {}
+    assert await store.sessions() == 2
+
+
+async def test_sqlite_seen_ids_expire(tmp_path):
+    clock = Clock()
+    store = SqliteStore(str(tmp_path / "s.sqlite3"), clock=clock)
+    await store.open()
+    assert await store.accept("x", {}, ttl=10)
+    clock.now += 5
+    assert not await store.accept("x", {}, ttl=10)
+    clock.now += 6
+    assert await store.accept("x", {}, ttl=10)  # remembered only for its TTL
+    await store.close()
+
+
+async def test_sqlite_survives_reopen(tmp_path):
+    path = str(tmp_path / "s.sqlite3")
+    first = SqliteStore(path)
+    await first.open()
+    await first.accept("e", {"text": "kept"}, ttl=60)
+    await first.put_state("k", "b", {"v": 1})
+    await first.close()
+    second = SqliteStore(path)
+    await second.open()
+    assert [p["text"] for p in await second.pending()] == ["kept"]
+    assert await second.get_state("k", "b") == {"v": 1}
+    assert not await second.accept("e", {}, ttl=60)
+    await second.close()
