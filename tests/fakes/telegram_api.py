@@ -1,0 +1,502 @@
+"""A fake Telegram Bot API server: getMe, getUpdates (long polling, offsets), set/deleteWebhook,
+getWebhookInfo, sendMessage, sendChatAction, editMessageText, on `/bot{token}/{method}` like the
+real one, so python-telegram-bot talks to it through `base_url=f"{fake.url}/bot"`.
+
+It answers the way Telegram does where tests depend on it: a text over 4096 UTF-16 units is
+`400 message is too long`, an unknown chat `400 chat not found`, getUpdates while a webhook is set
+`409 Conflict`, a wrong token `401 Unauthorized`; errors are `{"ok": false, "error_code",
+"description", "parameters"}`. Faults: `rate_limit_next` (429 retry_after), `reject_entities_next`
+(400 can't parse entities), `forbid_chat` (403, bot kicked), `fail_method` (any status, e.g.
+502), `conflict` (another poller), `stalled` (getUpdates never answers: a black-holed
+connection), plus FakeServer's `slow_next` / `drop_next` / `malformed_next`.
+
+In-process: `fake.push(update)` queues an update (`dm()`, `group_message()`, `user()`,
+`group()` build them, with the entities Telegram would add); `fake.sent` is every message the
+bot posted; `fake.api_calls("sendMessage")` the parsed requests.
+
+Standalone, for subprocess tests: `python -m tests.fakes.telegram_api --port N [--token T]
+[--username U]` serves on 127.0.0.1:N until killed (prints `ready http://127.0.0.1:N` on stdout).
+Control API (JSON in, JSON out):
+    POST /_test/updates   an update, or a list of them; update_id/message_id/date/entities are
+                          filled in when missing  → {"update_ids": [...]}
+    GET  /_test/calls     every Bot API request as {"method", "params"}; ?method=sendMessage
+    GET  /_test/sent      every message the bot posted (Telegram Message objects)
+    POST /_test/stall     {"on": true|false}: stop/resume answering getUpdates
+    POST /_test/fail      {"method", "status", "description", "retry_after"?, "times"?}
+    POST /_test/conflict  {"on": true|false}: getUpdates answers 409 (another poller)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from .base import Call, FakeServer
+
+TOKEN = "123456:TEST-fake-telegram-token"
+MAX_TEXT = 4096
+# Parameters python-telegram-bot sends as plain strings; every other value is JSON encoded.
+_STRING_PARAMS = {"text", "parse_mode", "url", "secret_token", "action", "caption", "ip_address"}
+_MENTION = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{3,32}")
+_COMMAND = re.compile(r"(?<!\S)/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?")
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _utf16_offset(text: str, index: int) -> int:
+    return utf16_len(text[:index])
+
+
+def auto_entities(text: str) -> list[dict[str, Any]]:
+    """The `mention` and `bot_command` entities Telegram's server adds to a message."""
+    found = [("mention", m) for m in _MENTION.finditer(text)]
+    found += [("bot_command", m) for m in _COMMAND.finditer(text)]
+    found.sort(key=lambda item: item[1].start())
+    return [
+        {
+            "type": kind,
+            "offset": _utf16_offset(text, m.start()),
+            "length": utf16_len(m.group()),
+        }
+        for kind, m in found
+    ]
+
+
+def user(
+    user_id: int, first_name: str = "User", *, username: str | None = None, is_bot: bool = False
+) -> dict[str, Any]:
+    found = {"id": user_id, "is_bot": is_bot, "first_name": first_name}
+    if username:
+        found["username"] = username
+    return found
+
+
+def group(chat_id: int, title: str = "Group", *, forum: bool = False) -> dict[str, Any]:
+    chat = {
+        "id": chat_id,
+        "type": "supergroup" if str(chat_id).startswith("-100") else "group",
+        "title": title,
+    }
+    if forum:
+        chat["is_forum"] = True
+    return chat
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, description: str, **parameters: Any) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+        self.parameters = parameters
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "ok": False,
+            "error_code": self.code,
+            "description": self.description,
+        }
+        if self.parameters:
+            body["parameters"] = self.parameters
+        return body
+
+
+@dataclass
+class ApiCall:
+    method: str
+    params: dict[str, Any]
+
+
+def _decode(params: dict[str, str]) -> dict[str, Any]:
+    decoded: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in _STRING_PARAMS:
+            decoded[key] = value
+            continue
+        try:
+            decoded[key] = json.loads(value)
+        except ValueError:
+            decoded[key] = value  # "@channelname" chat ids
+    return decoded
+
+
+def params_of(call: Call) -> dict[str, Any]:
+    found = dict(call.query)
+    kind = call.headers.get("Content-Type", "")
+    if call.body and kind.startswith("application/json"):
+        return {**found, **(call.json or {})}
+    if call.body and kind.startswith("application/x-www-form-urlencoded"):
+        found.update(call.form)
+    return _decode(found)
+
+
+class FakeTelegram(FakeServer):
+    def __init__(
+        self,
+        token: str = TOKEN,
+        *,
+        bot_id: int = 7000001,
+        username: str = "bridge_bot",
+        privacy: bool = True,
+    ) -> None:
+        self.token = token
+        self.bot = user(bot_id, "Bridge", username=username, is_bot=True)
+        self.privacy = privacy
+        self.updates: list[dict[str, Any]] = []  # not yet confirmed by an offset
+        self.sent: list[dict[str, Any]] = []  # every message the bot posted, in order
+        self.chats: dict[int, dict[str, Any]] = {}
+        self.webhook: dict[str, Any] = {}
+        self.stalled = False
+        self.conflict = False
+        self.forbidden: set[int] = set()
+        self._update_ids = itertools.count(1000)
+        self._message_ids = itertools.count(1)
+        self._arrived = asyncio.Condition()
+        super().__init__()
+
+    def setup(self, app: web.Application) -> None:
+        app.router.add_route("*", "/bot{token}/{method}", self._api)
+        app.router.add_post("/_test/updates", self._t_updates)
+        app.router.add_get("/_test/calls", self._t_calls)
+        app.router.add_get("/_test/sent", self._t_sent)
+        app.router.add_post("/_test/stall", self._t_stall)
+        app.router.add_post("/_test/conflict", self._t_conflict)
+        app.router.add_post("/_test/fail", self._t_fail)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/bot"
+
+    @property
+    def file_url(self) -> str:
+        return f"{self.url}/file/bot"
+
+    async def start(self, port: int = 0) -> FakeTelegram:  # type: ignore[override]
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=0.25
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    # ------------------------------------------------------------------------- building updates
+
+    def message(
+        self,
+        chat: dict[str, Any],
+        sender: dict[str, Any],
+        text: str,
+        *,
+        reply_to: dict[str, Any] | None = None,
+        thread_id: int | None = None,
+        entities: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        self.chats[chat["id"]] = chat
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": sender,
+            "text": text,
+        }
+        found = auto_entities(text) if entities is None else entities
+        if found:
+            message["entities"] = found
+        if reply_to is not None:
+            message["reply_to_message"] = reply_to
+        if thread_id is not None:
+            message["message_thread_id"] = thread_id
+            message["is_topic_message"] = True
+        return {"message": message}
+
+    def dm(self, sender: dict[str, Any], text: str, **kwargs: Any) -> dict[str, Any]:
+        chat = {"id": sender["id"], "type": "private", "first_name": sender["first_name"]}
+        return self.message(chat, sender, text, **kwargs)
+
+    def group_message(
+        self, chat: dict[str, Any], sender: dict[str, Any], text: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        return self.message(chat, sender, text, **kwargs)
+
+    def _complete(self, update: dict[str, Any]) -> dict[str, Any]:
+        update = dict(update)
+        update.setdefault("update_id", next(self._update_ids))
+        for kind in ("message", "edited_message", "channel_post"):
+            message = update.get(kind)
+            if isinstance(message, dict):
+                message = dict(message)
+                message.setdefault("message_id", next(self._message_ids))
+                message.setdefault("date", int(time.time()))
+                if "text" in message and "entities" not in message:
+                    if found := auto_entities(message["text"]):
+                        message["entities"] = found
+                if "chat" in message:
+                    self.chats.setdefault(message["chat"]["id"], message["chat"])
+                update[kind] = message
+        return update
+
+    async def push(self, *updates: dict[str, Any]) -> list[int]:
+        """Queue updates for getUpdates, all at once; returns their update ids."""
+        done = [self._complete(u) for u in updates]
+        async with self._arrived:
+            self.updates.extend(done)
+            self._arrived.notify_all()
+        return [u["update_id"] for u in done]
+
+    # ------------------------------------------------------------------------- faults
+
+    def fail_method(
+        self, method: str, status: int, description: str, *, times: int = 1, **parameters: Any
+    ) -> None:
+        body = ApiError(status, description, **parameters).body()
+        self.fail_next(status, times=times, path=f"/bot{self.token}/{method}", body=body)
+
+    def rate_limit_next(self, method: str = "sendMessage", retry_after: int = 1) -> None:
+        self.fail_method(
+            method, 429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after
+        )
+
+    def reject_entities_next(self, method: str = "sendMessage") -> None:
+        self.fail_method(
+            method,
+            400,
+            "Bad Request: can't parse entities: Can't find end of "
+            "the entity starting at byte offset 3",
+        )
+
+    def forbid_chat(self, chat_id: int) -> None:
+        self.forbidden.add(chat_id)
+
+    # ------------------------------------------------------------------------- inspecting
+
+    def api_calls(self, method: str | None = None) -> list[ApiCall]:
+        prefix = f"/bot{self.token}/"
+        found = []
+        for call in self.calls:
+            if call.path.startswith(prefix):
+                name = call.path[len(prefix) :]
+                if method is None or name == method:
+                    found.append(ApiCall(name, params_of(call)))
+        return found
+
+    def texts(self, chat_id: int | None = None) -> list[str]:
+        return [m["text"] for m in self.sent if chat_id is None or m["chat"]["id"] == chat_id]
+
+    async def wait_sent(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        await self.wait_for(lambda calls: len(self.sent) >= count, timeout)
+        return self.sent
+
+    # ------------------------------------------------------------------------- the Bot API
+
+    async def _api(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.json_response(ApiError(401, "Unauthorized").body(), status=401)
+        method = request.match_info["method"]
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            return web.json_response(ApiError(404, "Not Found").body(), status=404)
+        body = await request.read()  # already read (and cached) by the recording middleware
+        call = Call(request.method, request.path, dict(request.query), dict(request.headers), body)
+        params = params_of(call)
+        try:
+            result = await handler(params)
+        except ApiError as exc:
+            return web.json_response(exc.body(), status=exc.code)
+        return web.json_response({"ok": True, "result": result})
+
+    async def _m_getMe(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **self.bot,
+            "can_join_groups": True,
+            "can_read_all_group_messages": not self.privacy,
+            "supports_inline_queries": False,
+        }
+
+    async def _m_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.webhook.get("url"):
+            raise ApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is "
+                "active; use deleteWebhook to delete the webhook first",
+            )
+        if self.conflict:
+            raise ApiError(
+                409,
+                "Conflict: terminated by other getUpdates request; make sure "
+                "that only one bot instance is running",
+            )
+        await self._hang_if_stalled()
+        offset = int(params.get("offset") or 0)
+        if offset > 0:  # confirms every update before it
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+        wanted = params.get("allowed_updates") or None
+        deadline = time.monotonic() + float(params.get("timeout") or 0)
+        async with self._arrived:
+            while True:
+                ready = [
+                    u
+                    for u in self.updates
+                    if u["update_id"] >= offset and (wanted is None or any(k in u for k in wanted))
+                ]
+                left = deadline - time.monotonic()
+                if ready or left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), left)
+                except TimeoutError:
+                    pass
+        await self._hang_if_stalled()
+        return ready[: int(params.get("limit") or 100)]
+
+    async def _hang_if_stalled(self) -> None:
+        if self.stalled:
+            await asyncio.Event().wait()  # like a silently dropped connection: never answers
+
+    async def _m_deleteWebhook(self, params: dict[str, Any]) -> bool:
+        self.webhook = {}
+        if params.get("drop_pending_updates"):
+            self.updates.clear()
+        return True
+
+    async def _m_setWebhook(self, params: dict[str, Any]) -> bool:
+        if not str(params.get("url", "")).startswith("https://"):
+            raise ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided")
+        self.webhook = dict(params)
+        return True
+
+    async def _m_getWebhookInfo(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": self.webhook.get("url", ""),
+            "has_custom_certificate": False,
+            "pending_update_count": len(self.updates),
+        }
+
+    def _chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id = params.get("chat_id")
+        if chat_id in self.forbidden:
+            raise ApiError(403, "Forbidden: bot was kicked from the supergroup chat")
+        if chat_id not in self.chats:
+            raise ApiError(400, "Bad Request: chat not found")
+        return self.chats[chat_id]
+
+    def _check_text(self, text: str, entities: list[dict[str, Any]] | None) -> None:
+        if not text.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        if utf16_len(text) > MAX_TEXT:
+            raise ApiError(400, "Bad Request: message is too long")
+        for entity in entities or []:
+            if entity["offset"] + entity["length"] > utf16_len(text):
+                raise ApiError(400, "Bad Request: can't parse entities: entity out of bounds")
+
+    async def _m_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._chat(params)
+        text = str(params.get("text", ""))
+        self._check_text(text, params.get("entities"))
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": self.bot,
+            "text": text,
+        }
+        for key in ("entities", "parse_mode", "message_thread_id"):
+            if key in params:
+                message[key] = params[key]
+        reply = params.get("reply_parameters") or {}
+        if reply:
+            message["reply_to"] = reply["message_id"]  # what the fake shows; not Telegram's shape
+        self.sent.append(message)
+        return message
+
+    async def _m_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
+        for message in self.sent:
+            if (message["chat"]["id"], message["message_id"]) == (
+                params.get("chat_id"),
+                params.get("message_id"),
+            ):
+                self._check_text(str(params.get("text", "")), params.get("entities"))
+                message["text"] = params["text"]
+                return message
+        raise ApiError(400, "Bad Request: message to edit not found")
+
+    async def _m_sendChatAction(self, params: dict[str, Any]) -> bool:
+        self._chat(params)
+        return True
+
+    # ------------------------------------------------------------------------- control API
+
+    async def _t_updates(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        ids = await self.push(*(body if isinstance(body, list) else [body]))
+        return web.json_response({"update_ids": ids})
+
+    async def _t_calls(self, request: web.Request) -> web.Response:
+        calls = self.api_calls(request.query.get("method"))
+        return web.json_response(
+            {"calls": [{"method": c.method, "params": c.params} for c in calls]}
+        )
+
+    async def _t_sent(self, request: web.Request) -> web.Response:
+        return web.json_response({"sent": self.sent})
+
+    async def _t_stall(self, request: web.Request) -> web.Response:
+        self.stalled = bool((await request.json()).get("on", True))
+        return web.json_response({"stalled": self.stalled})
+
+    async def _t_conflict(self, request: web.Request) -> web.Response:
+        self.conflict = bool((await request.json()).get("on", True))
+        return web.json_response({"conflict": self.conflict})
+
+    async def _t_fail(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        extra = {"retry_after": body["retry_after"]} if body.get("retry_after") else {}
+        self.fail_method(
+            body["method"],
+            int(body["status"]),
+            body.get("description", "error"),
+            times=int(body.get("times", 1)),
+            **extra,
+        )
+        return web.json_response({"ok": True})
+
+    @web.middleware
+    async def _record_and_inject(self, request: web.Request, handler) -> web.StreamResponse:
+        if request.path.startswith("/_test/"):
+            return await handler(request)  # the control API is neither recorded nor faulted
+        return await super()._record_and_inject(request, handler)
+
+
+async def _serve(port: int, token: str, username: str) -> None:
+    server = await FakeTelegram(token, username=username).start(port)
+    print(f"ready {server.url}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A fake Telegram Bot API server for tests.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", default=TOKEN)
+    parser.add_argument("--username", default="bridge_bot")
+    args = parser.parse_args()
+    try:
+        asyncio.run(_serve(args.port, args.token, args.username))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
