@@ -9,8 +9,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 
+from . import __version__
 from .adapter import Adapter, Health
 from .backends import Backend, build_backend
+from .breaker import GuardedBackend, guard
 from .config import Config
 from .http import HttpServer
 from .metrics import Metrics
@@ -64,9 +66,17 @@ class Bridge:
             if backends is not None
             else {name: build_backend(name, cfg) for name, cfg in config.backends.items()}
         )
+        # The router calls each backend through a circuit breaker (botbridge_circuit_state).
+        self.guarded = guard(
+            self.backends,
+            self.metrics,
+            threshold=config.bridge.breaker_threshold,
+            cooldown=config.bridge.breaker_cooldown,
+        )
+        self.metrics.describe(__version__, [adapter.platform for adapter in self.adapters])
         self.router = Router(
             store=self.store,
-            backends=self.backends,
+            backends=self.guarded,
             outbox=AdapterOutbox(self.adapters),
             settings=config.bridge,
             routes=config.routes,
@@ -79,8 +89,10 @@ class Bridge:
                 config.http.host,
                 config.http.port,
                 readiness=self.readiness,
-                metrics=self.metrics.render,
+                metrics=self.metrics_page,
                 routes=[route for adapter in self.adapters for route in adapter.routes()],
+                readiness_timeout=config.http.readiness_timeout,
+                watch_interval=config.http.watch_interval,
             )
             if serve
             else None
@@ -94,8 +106,10 @@ class Bridge:
         for adapter in self.adapters:
             await adapter.start(self.router.handle)
             self._started.append(adapter)
-            log.info("adapter %s started", adapter.platform)
+            log.info("adapter %s started", adapter.platform, extra={"platform": adapter.platform})
         await self.router.recover()
+        if self.http is not None:
+            self.http.watch()  # logs each adapter as it connects, and when it drops
 
     async def stop(self) -> None:
         drain = self.config.bridge.drain_timeout
@@ -128,4 +142,19 @@ class Bridge:
             "components": {
                 name: {"ready": h.ready, "detail": h.detail} for name, h in components.items()
             },
+            # Informational: a short-circuited backend does not make the process unready.
+            "backends": {
+                name: {"circuit": b.breaker.state}
+                for name, b in self.guarded.items()
+                if isinstance(b, GuardedBackend)
+            },
         }
+
+    async def metrics_page(self) -> bytes:
+        """/metrics: the registry, with the open-session count read from the store first."""
+        try:
+            async with asyncio.timeout(2.0):
+                self.metrics.open_sessions.set(await self.store.sessions())
+        except Exception as exc:  # a scrape must still answer when the store is down
+            log.warning("open sessions not counted: %r", exc)
+        return self.metrics.render()

@@ -15,7 +15,7 @@ from .app import Bridge
 from .backends import build_backend
 from .config import Config, embedded_default, load_config, secret_values
 from .errors import ConfigError
-from .logs import setup_logging
+from .logs import Redactor, setup_logging
 
 log = logging.getLogger("bridge")
 
@@ -96,7 +96,12 @@ async def _run(config: Config | None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await bridge.start()
+    try:
+        await bridge.start()
+    except Exception as exc:  # a port in use, an unreachable store: say it in one line
+        log.error("botbridge could not start: %s: %s", type(exc).__name__, exc)
+        await bridge.stop()
+        return 1
     _summary(config, bridge)
     await stop.wait()
     log.info("stopping: finishing in-flight answers (up to %.0fs)", config.bridge.drain_timeout)
@@ -111,7 +116,11 @@ def _summary(config: Config, bridge: Bridge) -> None:
     routes = f"{len(config.routes)} rule(s), default {config.default_backend()}"
     store = config.bridge.store
     where = config.bridge.store_path() if store.type == "sqlite" else "redis"
-    http = f"http://{config.http.host}:{bridge.http.port}" if bridge.http else "off"
+    http = (
+        f"http://{config.http.host}:{bridge.http.port} ({' '.join(bridge.http.paths)})"
+        if bridge.http
+        else "off"
+    )
     log.info(
         "botbridge %s running: adapters=%s backends=%s routes=%s state=%s http=%s",
         __version__,
@@ -143,8 +152,9 @@ async def _check(config: Config | None, *, offline: bool) -> int:
         for adapter in _adapters(config, Metrics()):
             rows.append((f"adapter {adapter.platform}", *await _probe(adapter.probe())))
     width = max(len(row[0]) for row in rows)
+    redact = Redactor(secret_values(config))  # an API may echo a key back in its error text
     for component, status, detail in rows:
-        print(f"{component:<{width}}  {status:<6}  {detail}")
+        print(f"{component:<{width}}  {status:<6}  {redact(detail)}")
     return 0 if all(row[1] == "ok" for row in rows) else 1
 
 

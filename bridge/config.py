@@ -197,6 +197,10 @@ class BridgeSettings(Strict):
     max_input_chars: int = Field(8000, ge=1)
     dedup_ttl: float = Field(172800.0, gt=0, description="seconds an event id is remembered")
     drain_timeout: float = Field(30.0, ge=0)
+    breaker_threshold: int = Field(
+        5, ge=0, description="backend failures in a row that open its circuit; 0: never"
+    )
+    breaker_cooldown: float = Field(30.0, gt=0, description="seconds a circuit stays open")
     apology: str = DEFAULT_APOLOGY
     help_text: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -212,7 +216,13 @@ class BridgeSettings(Strict):
 class HttpSettings(Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(8080, ge=0, le=65535, description="0: any free port")
+    readiness_timeout: float = Field(
+        5.0, gt=0, description="seconds /readyz waits for the store and adapters: then 503"
+    )
+    watch_interval: float = Field(
+        5.0, ge=0, description="seconds between health checks that log (dis)connects; 0: off"
+    )
 
 
 IdList = str | list[str]

@@ -11,34 +11,66 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from typing import TextIO
+from urllib.parse import quote
 
-# Fields the bridge passes with `extra=` that belong in a JSON line.
+# Fields the bridge passes with `extra=` that belong in a JSON line (and, briefly, a text line).
 CONTEXT_FIELDS = ("session_key", "platform", "backend", "event_id", "latency_ms", "cause")
 _REDACTED = "[redacted]"
+# Libraries that log every HTTP request at INFO; the operator turns them up with `log_levels`.
+NOISY_LOGGERS = ("httpx", "httpcore", "telegram", "discord", "slack_bolt", "aiohttp.access")
 
 
-class _Redacting(logging.Formatter):
-    def __init__(self, secrets: Iterable[str], fmt: str | None = None) -> None:
-        super().__init__(fmt)
+class Redactor:
+    """Replaces every secret, as written and as it appears percent-encoded in a URL."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        variants = set()
+        for secret in secrets:
+            if secret:
+                variants.update({secret, quote(secret, safe=""), quote(secret, safe="/:")})
         # Longest first, so a secret containing another is replaced whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets = sorted(variants, key=len, reverse=True)
 
-    def redact(self, text: str) -> str:
+    def __call__(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, _REDACTED)
         return text
 
-    def format(self, record: logging.LogRecord) -> str:
-        return self.redact(super().format(record))
+
+class _Redacting(logging.Formatter):
+    def __init__(self, secrets: Iterable[str], fmt: str | None = None) -> None:
+        super().__init__(fmt)
+        self.redact = Redactor(secrets)
+
+    def formatException(self, ei) -> str:
+        return self.redact(super().formatException(ei))
 
 
 class TextFormatter(_Redacting):
+    """`2026-01-02 10:00:00,123 INFO    bridge.router: answered [platform=telegram …]`"""
+
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__(secrets, "%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        context = " ".join(
+            f"{name}={value}"
+            for name in CONTEXT_FIELDS
+            if (value := getattr(record, name, None)) is not None
+        )
+        if context:
+            # After the message line, before a traceback, so the first line stays greppable.
+            head, sep, tail = text.partition("\n")
+            text = f"{head} [{context}]{sep}{tail}"
+        return self.redact(text)
+
 
 class JsonFormatter(_Redacting):
+    """One JSON object per line: time, level, logger, message, the context fields, exception."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -53,7 +85,13 @@ class JsonFormatter(_Redacting):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return self.redact(json.dumps(entry, ensure_ascii=False, default=str))
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        # Redact each value before encoding: JSON escaping could otherwise hide a secret.
+        for name, value in entry.items():
+            if isinstance(value, str):
+                entry[name] = self.redact(value)
+        return json.dumps(entry, ensure_ascii=False, default=lambda v: self.redact(str(v)))
 
 
 def setup_logging(
@@ -61,8 +99,10 @@ def setup_logging(
     fmt: str = "text",
     levels: Mapping[str, str] | None = None,
     secrets: Iterable[str] = (),
-    stream=None,
+    stream: TextIO | None = None,
 ) -> logging.Handler:
+    """Send every log record to one stderr handler; `levels` sets a level per logger name
+    (`bridge.router: debug`, `telegram: info`), overriding the quiet default of noisy libraries."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else TextFormatter(secrets))
     root = logging.getLogger()
@@ -70,9 +110,10 @@ def setup_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # Libraries are chatty at INFO (every HTTP request); the operator can turn them up per name.
-    for noisy in ("httpx", "httpcore", "telegram", "discord", "slack_bolt", "aiohttp.access"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for name, value in (levels or {}).items():
         logging.getLogger(name).setLevel(value.upper())
+    # Python warnings (deprecations from libraries) go through the same redacting handler.
+    logging.captureWarnings(True)
     return handler

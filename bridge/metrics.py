@@ -1,40 +1,47 @@
 """Prometheus metrics, in a registry of their own (no global state: tests build as many as needed).
 
 The router, adapters and backends record through one `Metrics` object passed to them; `/metrics`
-renders its registry.
+renders its registry. Every series an operator alerts on exists from the start (at zero), so a
+rate() over it works before the first message.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 # Bridge-added latency lives in milliseconds territory; backend latency in seconds.
-_ADDED_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+_ADDED_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BACKEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
 OUTCOMES = ("received", "answered", "ignored", "refused", "failed", "duplicate")
+# Where the bridge-added time goes: receipt → backend call, backend answer → platform accept.
+STAGES = ("to_backend", "to_platform")
+CIRCUIT_STATES = {"closed": 0, "open": 1, "half_open": 2}
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self.info = Info("botbridge_build", "The running botbridge", registry=r)
         self.messages = Counter(
             "botbridge_messages",
-            "Messages by platform and outcome",
+            "Messages by platform and outcome (duplicate: a redelivery dropped)",
             ["platform", "outcome"],
             registry=r,
         )
         self.backend_latency = Histogram(
             "botbridge_backend_request_seconds",
-            "Backend answer time",
+            "Backend answer time, by outcome (ok, error)",
             ["backend", "outcome"],
             buckets=_BACKEND_BUCKETS,
             registry=r,
         )
         self.backend_errors = Counter(
             "botbridge_backend_errors",
-            "Backend failures by cause",
+            "Backend failures by cause (timeout, rate_limited, unavailable, circuit_open, ...)",
             ["backend", "cause"],
             registry=r,
         )
@@ -45,13 +52,31 @@ class Metrics:
             buckets=_ADDED_BUCKETS,
             registry=r,
         )
+        self.added_stage = Histogram(
+            "botbridge_bridge_added_stage_seconds",
+            "Bridge-added time by stage: to_backend (receipt to backend call), "
+            "to_platform (backend answer to platform accept)",
+            ["platform", "stage"],
+            buckets=_ADDED_BUCKETS,
+            registry=r,
+        )
         self.in_flight = Gauge("botbridge_backend_in_flight", "Backend calls under way", registry=r)
         self.queued = Gauge(
-            "botbridge_queued", "Accepted messages waiting for their turn", registry=r
+            "botbridge_queued", "Accepted messages waiting for their session's turn", registry=r
+        )
+        self.waiting_for_slot = Gauge(
+            "botbridge_backend_waiting",
+            "Messages whose turn came, waiting for one of the max_in_flight backend slots",
+            registry=r,
         )
         self.sessions = Gauge(
             "botbridge_active_sessions",
             "Sessions with a message queued or being answered",
+            registry=r,
+        )
+        self.open_sessions = Gauge(
+            "botbridge_open_sessions",
+            "Sessions with stored backend state (read from the store at each scrape)",
             registry=r,
         )
         self.tokens = Counter(
@@ -62,7 +87,7 @@ class Metrics:
         )
         self.send_retries = Counter(
             "botbridge_platform_send_retries",
-            "Platform sends retried",
+            "Platform sends retried, by reason (rate_limited, network, server_error)",
             ["platform", "reason"],
             registry=r,
         )
@@ -72,9 +97,39 @@ class Metrics:
             ["platform"],
             registry=r,
         )
+        self.circuit_state = Gauge(
+            "botbridge_circuit_state",
+            "Backend circuit breaker: 0 closed, 1 open (short-circuited), 2 half-open (trying)",
+            ["backend"],
+            registry=r,
+        )
+
+    def describe(
+        self, version: str, platforms: Iterable[str] = (), backends: Iterable[str] = ()
+    ) -> None:
+        """Create the series of a known set of platforms and backends at zero."""
+        self.info.info({"version": version})
+        for platform in platforms:
+            for outcome in OUTCOMES:
+                self.messages.labels(platform, outcome)
+            self.adapter_connected.labels(platform)
+        for backend in backends:
+            self.circuit_state.labels(backend).set(0)
 
     def message(self, platform: str, outcome: str) -> None:
         self.messages.labels(platform, outcome).inc()
+
+    def bridge_added(self, platform: str, to_backend: float, to_platform: float) -> None:
+        """One answered message: the bridge's own time before and after the backend call."""
+        self.added_latency.labels(platform).observe(to_backend + to_platform)
+        self.added_stage.labels(platform, "to_backend").observe(to_backend)
+        self.added_stage.labels(platform, "to_platform").observe(to_platform)
+
+    def send_retry(self, platform: str, reason: str) -> None:
+        self.send_retries.labels(platform, reason).inc()
+
+    def circuit(self, backend: str, state: str) -> None:
+        self.circuit_state.labels(backend).set(CIRCUIT_STATES[state])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -142,7 +142,7 @@ class Router:
         job.accepted.set_result(fresh)
         if not fresh:
             self._metrics.message(platform, "duplicate")
-            log.info("duplicate event %s dropped", job.dedup_id)
+            log.info("duplicate event %s dropped", job.dedup_id, extra=_context(job))
         return fresh
 
     async def recover(self) -> int:
@@ -194,7 +194,9 @@ class Router:
             raise  # shutdown: it stays pending and is answered after the restart
         except Exception:
             # Completed anyway: a message that breaks the bridge must not come back at every start.
-            log.exception("session %s: giving up on %s", job.key, job.dedup_id)
+            log.exception(
+                "session %s: giving up on %s", job.key, job.dedup_id, extra=_context(job)
+            )
         await self._store.complete(job.dedup_id)
 
     async def _answer(self, job: _Job) -> None:
@@ -246,8 +248,8 @@ class Router:
         sent = await self._reply(job, clean(answer.text) or EMPTY_ANSWER, kind="answer")
         if sent:
             metrics.message(inbound.platform, "answered")
-            added = (asked - job.started) + (sent - answered)
-            metrics.added_latency.labels(inbound.platform).observe(added)
+            metrics.bridge_added(inbound.platform, asked - job.started, sent - answered)
+            log.info("answered", extra=_context(job, name, self._clock() - job.started))
 
     def _failed(self, job: _Job, backend: str, cause: str, asked: float, detail: str) -> None:
         self._metrics.backend_errors.labels(backend, cause).inc()
@@ -259,6 +261,7 @@ class Router:
             backend,
             job.dedup_id,
             detail,
+            extra={**_context(job, backend, self._clock() - job.started), "cause": cause},
         )
 
     async def _reply(self, job: _Job, text: str, *, kind: str) -> float | None:
@@ -275,7 +278,6 @@ class Router:
             workspace=inbound.workspace,
             kind=kind,
         )
-        handed = self._clock()
         try:
             await self._outbox.send(outbound)
         except Exception as exc:
@@ -286,9 +288,10 @@ class Router:
                 inbound.platform,
                 inbound.chat_id,
                 exc,
+                extra=_context(job),
             )
             return None
-        return handed
+        return self._clock()
 
     async def _reset(self, key: str) -> None:
         for name in self._backends:
@@ -329,12 +332,27 @@ class _Slot:
         self._metrics = metrics
 
     async def __aenter__(self) -> None:
-        await self._semaphore.acquire()
+        self._metrics.waiting_for_slot.inc()
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self._metrics.waiting_for_slot.dec()
         self._metrics.in_flight.inc()
 
     async def __aexit__(self, *exc: object) -> None:
         self._metrics.in_flight.dec()
         self._semaphore.release()
+
+
+def _context(job: _Job, backend: str | None = None, took: float | None = None) -> dict:
+    """The `extra=` of a log line about one message (JSON logs carry these as fields)."""
+    return {
+        "session_key": job.key,
+        "platform": job.inbound.platform,
+        "event_id": job.dedup_id,
+        "backend": backend,
+        "latency_ms": None if took is None else round(took * 1000, 1),
+    }
 
 
 def _keep_generation(state: Mapping[str, object], session: Session) -> dict[str, object]:
