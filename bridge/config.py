@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -71,8 +72,31 @@ class NexusBackend(BackendBase):
     history_turns: int = Field(6, ge=0, description="recent exchanges folded into the prompt")
     history_max_chars: int = Field(6000, ge=0)
     prompt_template: str = "{history}User: {text}\nAssistant:"
+    turn_template: str = "User: {user}\nAssistant: {assistant}\n\n"
+    probe_prompt: str = "Reply with the single word OK."
     verify: bool = True
     ca_file: str | None = None
+
+    @model_validator(mode="after")
+    def _templates_and_tls(self) -> NexusBackend:
+        _check_template("prompt_template", self.prompt_template, {"history", "text"}, "text")
+        _check_template("turn_template", self.turn_template, {"user", "assistant"}, "user")
+        if self.ca_file and not self.verify:
+            raise ValueError("ca_file: cannot be used with verify: false")
+        return self
+
+
+def _check_template(key: str, template: str, allowed: set[str], required: str) -> None:
+    """A template names only known fields (and `required`); literal braces are doubled."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+    if fields - allowed:
+        unknown = sorted(fields - allowed)
+        raise ValueError(f"{key}: unknown field(s) {unknown}; use {sorted(allowed)}")
+    if required not in fields:
+        raise ValueError(f"{key}: must contain {{{required}}}")
 
 
 class NexusGPTBackend(BackendBase):

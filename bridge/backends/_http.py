@@ -81,7 +81,7 @@ def raise_for_status(response: httpx.Response) -> None:
     if status == 429:
         raise RateLimited(detail, retry_after=retry_after(response))
     if status in (401, 403):
-        raise AuthFailed(detail, status=status)
+        raise AuthFailed(f"credentials refused ({detail})", status=status)
     if status >= 500:
         raise Unavailable(detail, status=status)
     raise Rejected(detail, status=status)
@@ -98,7 +98,8 @@ def json_body(response: httpx.Response) -> Any:
 
 def _map_transport_error(exc: httpx.TransportError) -> BackendError:
     name = type(exc).__name__
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+    # No connection, or none free in the pool: the request provably never left.
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
         return Unavailable(f"cannot connect ({name})", sent=False)
     if isinstance(exc, httpx.TimeoutException):
         return Timeout(f"no answer in time ({name})")
