@@ -1,0 +1,96 @@
+"""Slack Events API payloads → `Inbound`: who is addressed, which thread, which dedup id.
+
+Pure functions over the JSON Slack sends (no platform library), so every addressing rule is
+tested without a network. `adapters/slack.py` feeds them what bolt hands its listeners.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.types import Addressed, ChatKind, Inbound
+
+PLATFORM = "slack"
+
+# Slack escapes only these three in message text; undo them so the LLM sees what the user typed.
+_UNESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+
+
+def mention_pattern(bot_user_id: str) -> re.Pattern[str]:
+    """`<@U0BOT>` or `<@U0BOT|name>`, the forms Slack uses for a user mention."""
+    return re.compile(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>")
+
+
+def mentions(text: str, bot_user_id: str | None) -> bool:
+    return bool(bot_user_id) and mention_pattern(bot_user_id).search(text) is not None
+
+
+def clean_text(text: str, bot_user_id: str | None) -> str:
+    """Drop the bot's mention, unescape Slack's entities, trim the edges."""
+    if bot_user_id:
+        text = mention_pattern(bot_user_id).sub(" ", text)
+    for entity, char in _UNESCAPES:
+        text = text.replace(entity, char)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+def is_im(event: Mapping[str, Any]) -> bool:
+    # app_mention carries no channel_type; IM channel ids start with D.
+    channel_type = event.get("channel_type")
+    if channel_type is not None:
+        return channel_type == "im"
+    return str(event.get("channel", "")).startswith("D")
+
+
+def to_inbound(
+    body: Mapping[str, Any],
+    *,
+    bot_user_id: str | None,
+    threads_as_groups: bool = False,
+) -> Inbound | None:
+    """The `Inbound` for one `event_callback`, or None when the event is not a person's message
+    the bridge should even count (bot posts, edits, joins, the copy of a mention)."""
+    event = body.get("event") or {}
+    kind = event.get("type")
+    user = event.get("user")
+    channel = event.get("channel")
+    ts = event.get("ts")
+    if kind not in ("message", "app_mention") or not (user and channel and ts):
+        return None
+    if event.get("subtype") or event.get("bot_id") or user == bot_user_id:
+        return None  # edits, deletes, joins, other bots, and ourselves
+    text = str(event.get("text") or "")
+    im = is_im(event)
+    if kind == "message":
+        if im:
+            addressed = Addressed.DM
+        elif mentions(text, bot_user_id):
+            return None  # the app_mention copy of this message is the one answered
+        else:
+            addressed = Addressed.NOT
+    else:
+        if im:
+            return None  # a DM is answered through its `message` event
+        addressed = Addressed.MENTION
+    thread_ts = event.get("thread_ts")
+    thread = None if im else (thread_ts or ts)
+    team = body.get("team_id") or event.get("team")
+    return Inbound(
+        platform=PLATFORM,
+        chat_id=channel,
+        sender_id=user,
+        text=clean_text(text, bot_user_id),
+        kind=ChatKind.DM if im else ChatKind.GROUP,
+        # Slack's retries and Socket Mode redeliveries repeat the event_id; the router adds
+        # platform and team to it.
+        event_id=str(body.get("event_id") or f"{channel}.{ts}"),
+        message_id=ts,
+        thread_id=thread,
+        workspace=team,
+        addressed=addressed,
+        scope_id=f"{channel}/{thread}" if threads_as_groups and thread else None,
+        received_at=time.time(),
+    )

@@ -1,0 +1,315 @@
+"""Slack through slack-bolt's AsyncApp: DMs and app mentions in, thread replies in mrkdwn out.
+
+Socket Mode (an app token; no public URL) or HTTP Events on the bridge's HTTP server (a signing
+secret; bolt checks signatures and timestamps). Each event is handed to the router before bolt
+acknowledges it, so an acknowledged event is durably accepted, and Slack's retries of it are
+acknowledged again and dropped by the router as duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bridge.adapter import Deliver, Health, HttpRoute
+from bridge.config import SlackAdapter as SlackConfig
+from bridge.metrics import Metrics
+from bridge.types import Inbound, Limits, Outbound
+
+from ._slack_events import PLATFORM, to_inbound
+from ._slack_format import to_mrkdwn
+
+log = logging.getLogger("adapters.slack")
+
+# Errors that mean the reaction is already in the state we want.
+_REACTION_SETTLED = ("already_reacted", "no_reaction")
+
+
+class SlackStartError(RuntimeError):
+    """Slack refused the tokens or could not be reached at start; the text holds no secret."""
+
+
+class _Counted:
+    """Counts each retry in botbridge_platform_send_retries before the library's own wait."""
+
+    reason = "error"
+
+    def __init__(self, metrics: Metrics, *, max_retry_count: int) -> None:
+        super().__init__(max_retry_count=max_retry_count)  # type: ignore[call-arg]
+        self.metrics = metrics
+
+    async def prepare_for_next_attempt_async(self, **kwargs: Any) -> None:
+        self.metrics.send_retries.labels(PLATFORM, self.reason).inc()
+        request = kwargs["request"]
+        log.warning("slack %s: %s, retrying", request.url.rsplit("/", 1)[-1], self.reason)
+        await super().prepare_for_next_attempt_async(**kwargs)  # type: ignore[misc]
+
+
+class _RateLimitRetry(_Counted, AsyncRateLimitErrorRetryHandler):
+    reason = "rate_limited"  # waits the response's Retry-After
+
+
+class _ConnectionRetry(_Counted, AsyncConnectionErrorRetryHandler):
+    reason = "connection"
+
+
+class SlackAdapter:
+    platform = PLATFORM
+    # 3,000 fits one section block; mrkdwn escaping grows a part at most fivefold (& → &amp;),
+    # still far below the 40,000 characters at which Slack truncates a message's `text`.
+    limits = Limits(max_len=3000)
+
+    def __init__(self, config: SlackConfig, metrics: Metrics) -> None:
+        self._cfg = config
+        self._metrics = metrics
+        self._deliver: Deliver | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._client: AsyncWebClient | None = None
+        self._app: AsyncApp | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._identity: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    def routes(self) -> Sequence[HttpRoute]:
+        if self._cfg.mode != "http":
+            return ()
+        return (HttpRoute("POST", self._cfg.events_path, self._on_http),)
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._session = aiohttp.ClientSession()
+        self._client = self._web_client(self._session)
+        try:
+            self._identity = await _auth_test(self._client)
+            self._app = self._build_app(self._client)
+            if self._cfg.mode == "socket":
+                await self._connect(self._app, self._client)
+        except BaseException:
+            await self.stop()
+            raise
+        self.health()
+        log.info(
+            "slack: bot %s in team %s, %s",
+            self._identity.get("user"),
+            self._identity.get("team"),
+            "socket mode" if self._socket else f"HTTP events on {self._cfg.events_path}",
+        )
+
+    async def stop(self) -> None:
+        self._app = None  # a late HTTP event now gets 503 and Slack retries it later
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            try:
+                await socket.close_async()
+            except Exception as exc:
+                log.warning("slack: socket mode did not close cleanly: %r", exc)
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+        self._client = None
+        self._metrics.adapter_connected.labels(PLATFORM).set(0)
+
+    def health(self) -> Health:
+        if self._client is None or self._app is None:
+            health = Health(False, "not started")
+        elif self._socket is not None:
+            connected = _socket_connected(self._socket)
+            health = Health(
+                connected, "socket mode " + ("connected" if connected else "reconnecting")
+            )
+        else:
+            health = Health(True, f"HTTP events on {self._cfg.events_path}")
+        self._metrics.adapter_connected.labels(PLATFORM).set(1 if health.ready else 0)
+        return health
+
+    async def probe(self) -> str:
+        async with aiohttp.ClientSession() as session:
+            client = self._web_client(session)
+            identity = await _auth_test(client)
+            mode = "HTTP events"
+            if self._cfg.app_token is not None:
+                await _call("apps.connections.open", _open_socket(client, self._cfg))
+                mode = "socket mode"
+        return f"bot {identity.get('user')} in team {identity.get('team')} ({mode})"
+
+    # ------------------------------------------------------------------------------ sending
+
+    async def send(self, outbound: Outbound) -> None:
+        client = self._require_client()
+        # In a channel the answer goes to the asking message's thread (the router copies it).
+        thread = outbound.thread_id or outbound.reply_to
+        for part in outbound.parts:
+            text = to_mrkdwn(part)
+            if not text.strip():
+                continue
+            if thread:
+                await client.chat_postMessage(channel=outbound.chat_id, text=text, thread_ts=thread)
+            else:
+                await client.chat_postMessage(channel=outbound.chat_id, text=text)
+
+    def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
+        return self._progress(inbound)
+
+    @asynccontextmanager
+    async def _progress(self, inbound: Inbound) -> AsyncIterator[None]:
+        """A reaction on the asking message while the backend works, removed before the answer."""
+        name = self._cfg.progress_reaction
+        if not name or not inbound.message_id or self._client is None:
+            yield
+            return
+        added = await self._react("reactions_add", inbound, name)
+        try:
+            yield
+        finally:
+            if added:
+                await self._react("reactions_remove", inbound, name)
+
+    async def _react(self, method: str, inbound: Inbound, name: str) -> bool:
+        client = self._require_client()
+        try:
+            await getattr(client, method)(
+                channel=inbound.chat_id, timestamp=inbound.message_id, name=name
+            )
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error in _REACTION_SETTLED:
+                return True
+            log.warning(
+                "slack %s on %s/%s failed: %s", method, inbound.chat_id, inbound.message_id, error
+            )
+            return False
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("slack %s failed: %r", method, exc)
+            return False
+        return True
+
+    # ------------------------------------------------------------------------------ receiving
+
+    def _build_app(self, client: AsyncWebClient) -> AsyncApp:
+        secret = self._cfg.signing_secret
+        app = AsyncApp(
+            client=client,
+            signing_secret=secret.get_secret_value() if secret else "",
+            # Run the listener (the router's durable accept) before acknowledging: an event
+            # acknowledged is never lost, and one that failed gets Slack's retry.
+            process_before_response=True,
+            name="botbridge",
+        )
+
+        async def on_message(body: dict[str, Any], context: AsyncBoltContext) -> None:
+            await self._on_event(body, context)
+
+        async def on_other(body: dict[str, Any]) -> None:
+            log.debug("slack %s event acknowledged, not used", body.get("event", {}).get("type"))
+
+        # A listener for every event type, so that bolt never answers 404 (Slack would retry).
+        app.event("message")(on_message)
+        app.event("app_mention")(on_message)
+        app.event(re.compile(".+"))(on_other)
+        return app
+
+    async def _on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        bot_user_id = context.bot_user_id or self._identity.get("user_id")
+        inbound = to_inbound(
+            body, bot_user_id=bot_user_id, threads_as_groups=self._cfg.threads_as_groups
+        )
+        if inbound is None:
+            log.debug("slack event %s not a person's message: skipped", body.get("event_id"))
+            return
+        if self._deliver is None:
+            raise RuntimeError("slack adapter is not started")
+        await self._deliver(inbound)
+
+    async def _on_http(self, request: web.Request) -> web.StreamResponse:
+        app = self._app
+        if app is None:
+            return web.Response(status=503, text="starting or stopping")
+        response = await app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    async def _connect(self, app: AsyncApp, client: AsyncWebClient) -> None:
+        assert self._cfg.app_token is not None
+        self._socket = AsyncSocketModeHandler(
+            app, self._cfg.app_token.get_secret_value(), web_client=client
+        )
+        socket_client = self._socket.client
+        # The first URL is asked for here, so that a bad app token fails the start with
+        # Slack's reason instead of the library retrying forever; later reconnects are its own.
+        socket_client.wss_uri = await _call(
+            "apps.connections.open", _open_socket(client, self._cfg)
+        )
+        try:
+            async with asyncio.timeout(self._cfg.timeout):
+                await self._socket.connect_async()
+        except TimeoutError:
+            raise SlackStartError(
+                f"slack: socket mode did not connect within {self._cfg.timeout:g}s"
+            ) from None
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _web_client(self, session: aiohttp.ClientSession) -> AsyncWebClient:
+        base = self._cfg.api_base_url
+        return AsyncWebClient(
+            token=self._cfg.bot_token.get_secret_value(),
+            base_url=base if base.endswith("/") else base + "/",
+            session=session,
+            timeout=self._cfg.timeout,  # type: ignore[arg-type]  # aiohttp takes a float
+            retry_handlers=[
+                _ConnectionRetry(self._metrics, max_retry_count=1),
+                _RateLimitRetry(self._metrics, max_retry_count=self._cfg.max_retries),
+            ],
+        )
+
+    def _require_client(self) -> AsyncWebClient:
+        if self._client is None:
+            raise RuntimeError("slack adapter is not started")
+        return self._client
+
+
+# ---------------------------------------------------------------------------------- module helpers
+
+
+async def _call(method: str, call: Any) -> Any:
+    """Await one Web API call made at start or in a probe; failures become `SlackStartError`
+    with Slack's reason (invalid_auth, …) and nothing from the request."""
+    try:
+        return await call
+    except SlackApiError as exc:
+        raise SlackStartError(f"slack {method} failed: {exc.response.get('error')}") from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise SlackStartError(f"slack {method} failed: {type(exc).__name__}: {exc}") from None
+
+
+async def _auth_test(client: AsyncWebClient) -> dict[str, Any]:
+    response = await _call("auth.test", client.auth_test())
+    return dict(response.data) if isinstance(response.data, dict) else {}
+
+
+async def _open_socket(client: AsyncWebClient, config: SlackConfig) -> str:
+    assert config.app_token is not None
+    response = await client.apps_connections_open(app_token=config.app_token.get_secret_value())
+    return str(response["url"])
+
+
+def _socket_connected(handler: AsyncSocketModeHandler) -> bool:
+    client = handler.client
+    session = client.current_session
+    return not client.closed and not client.stale and session is not None and not session.closed
