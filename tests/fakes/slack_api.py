@@ -9,8 +9,8 @@ API side that signs and POSTs events to the bridge the way Slack does.
     slack.ratelimit_next("/api/chat.postMessage", retry_after=1)   # HTTP 429 ratelimited
     slack.error_next("/api/reactions.add", "already_reacted")        # HTTP 200, ok: false
 
-Every request is recorded (`calls`); messages posted are in `posted`, current reactions in
-`reactions`, Socket Mode acknowledgements in `acks`.
+Every request is recorded (`calls`, and parsed as `api_calls`); messages posted are in `posted`,
+current reactions in `reactions`, Socket Mode acknowledgements in `acks`.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class FakeSlack(FakeServer):
             "bot_id": "B0BOT",
             "is_enterprise_install": False,
         }
+        self.api_calls: list[tuple[str, dict[str, Any]]] = []  # (method, arguments) in order
         self.posted: list[dict[str, Any]] = []
         self.reactions: set[tuple[str, str, str]] = set()  # (channel, timestamp, name)
         self.acks: dict[str, dict[str, Any]] = {}
@@ -92,6 +93,7 @@ class FakeSlack(FakeServer):
         else:
             args = dict(await request.post())
         args.update(request.query)
+        self.api_calls.append((method, {k: v for k, v in args.items() if k != "token"}))
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         token = token or str(args.pop("token", ""))
         wanted = self.app_token if method == "apps.connections.open" else self.bot_token
@@ -184,6 +186,12 @@ class FakeSlack(FakeServer):
     async def wait_ack(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any]:
         return await eventually(lambda: self.acks.get(envelope_id), timeout)
 
+    def methods(self) -> list[str]:
+        return [method for method, _ in self.api_calls]
+
+    def args_of(self, method: str) -> list[dict[str, Any]]:
+        return [args for name, args in self.api_calls if name == method]
+
     async def wait_posted(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         await eventually(lambda: len(self.posted) >= count, timeout)
         return self.posted
@@ -218,7 +226,7 @@ def _ts() -> str:
 
 def im(text: str, *, user: str = "U012", channel: str = "D0IM", **extra: Any) -> dict[str, Any]:
     event = {"type": "message", "channel_type": "im", "user": user, "text": text}
-    event.update(channel=channel, ts=_ts(), team=TEAM_ID, **extra)
+    event.update({"channel": channel, "ts": _ts(), "team": TEAM_ID, **extra})
     return event_callback(event)
 
 
@@ -226,7 +234,7 @@ def channel_message(
     text: str, *, user: str = "U012", channel: str = "C123", **extra: Any
 ) -> dict[str, Any]:
     event = {"type": "message", "channel_type": "channel", "user": user, "text": text}
-    event.update(channel=channel, ts=_ts(), team=TEAM_ID, **extra)
+    event.update({"channel": channel, "ts": _ts(), "team": TEAM_ID, **extra})
     return event_callback(event)
 
 
@@ -235,7 +243,8 @@ def mention(
 ) -> dict[str, Any]:
     """An app_mention; `text` should hold `<@UBOT>` as Slack sends it."""
     event = {"type": "app_mention", "user": user, "text": text, "channel": channel}
-    event.update(ts=_ts(), event_ts=_ts(), team=TEAM_ID, **extra)
+    event.update({"ts": _ts(), "team": TEAM_ID, **extra})
+    event.setdefault("event_ts", event["ts"])
     return event_callback(event)
 
 
