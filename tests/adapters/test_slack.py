@@ -96,9 +96,7 @@ async def test_mention_in_thread_is_answered_there_with_the_per_user_group_key(
     assert keys(openai_fake) == [GROUP_KEY]
 
 
-async def test_top_level_mention_starts_a_thread_on_the_asking_message(
-    slack, openai_fake, running
-):
+async def test_top_level_mention_starts_a_thread_on_the_asking_message(slack, openai_fake, running):
     await start(running, slack, openai_fake)
     asked = mention("<@UBOT|botbridge> hi")
     await slack.push(asked)
@@ -118,9 +116,7 @@ async def test_threads_as_groups_gives_each_thread_its_own_session(slack, openai
     ]
 
 
-async def test_channel_chatter_is_ignored_and_a_mention_answered_once(
-    slack, openai_fake, running
-):
+async def test_channel_chatter_is_ignored_and_a_mention_answered_once(slack, openai_fake, running):
     bridge, _ = await start(running, slack, openai_fake)
     await slack.wait_ack(await slack.push(channel_message("lunch anyone?")))
     assert count(bridge, "ignored") == 1
@@ -135,9 +131,7 @@ async def test_channel_chatter_is_ignored_and_a_mention_answered_once(
     assert len(openai_fake.calls) == 1
 
 
-async def test_redelivered_envelope_is_acknowledged_and_answered_once(
-    slack, openai_fake, running
-):
+async def test_redelivered_envelope_is_acknowledged_and_answered_once(slack, openai_fake, running):
     bridge, _ = await start(running, slack, openai_fake)
     payload = im("only once please")
     await slack.wait_ack(await slack.push(payload))
@@ -245,12 +239,12 @@ async def test_bad_tokens_fail_clearly_without_the_secret(slack, openai_fake, ru
         update={"bot_token": SecretStr("xoxb-wrong-token-123456")}
     )
     adapter = SlackAdapter(wrong, Metrics())
-    with pytest.raises(SlackStartError, match="auth.test failed: invalid_auth") as probed:
+    with pytest.raises(SlackStartError, match=r"auth\.test failed: invalid_auth") as probed:
         await adapter.probe()
     assert "xoxb" not in str(probed.value)
     slack.app_token = "xapp-other"
     config = make_config(slack_config(slack, openai_fake))
-    with pytest.raises(SlackStartError, match="apps.connections.open failed: invalid_auth"):
+    with pytest.raises(SlackStartError, match=r"apps\.connections\.open failed: invalid_auth"):
         await running(config, SlackAdapter(config.adapters.slack, Metrics()))
 
 
