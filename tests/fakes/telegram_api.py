@@ -229,7 +229,7 @@ class FakeTelegram(FakeServer):
     ) -> dict[str, Any]:
         return self.message(chat, sender, text, **kwargs)
 
-    def _complete(self, update: dict[str, Any]) -> dict[str, Any]:
+    def complete(self, update: dict[str, Any]) -> dict[str, Any]:
         update = dict(update)
         update.setdefault("update_id", next(self._update_ids))
         for kind in ("message", "edited_message", "channel_post"):
@@ -248,7 +248,7 @@ class FakeTelegram(FakeServer):
 
     async def push(self, *updates: dict[str, Any]) -> list[int]:
         """Queue updates for getUpdates, all at once; returns their update ids."""
-        done = [self._complete(u) for u in updates]
+        done = [self.complete(u) for u in updates]
         async with self._arrived:
             self.updates.extend(done)
             self._arrived.notify_all()

@@ -1,0 +1,368 @@
+"""Telegram through python-telegram-bot: long polling or a webhook in, messages and typing out.
+
+The adapter owns its getUpdates loop (PTB's Updater commits offsets before the updates are
+handled and offers no hook to notice a silently stalled long poll): an update's offset is only
+committed once the router has durably accepted it, and a watchdog restarts a poller that has had
+no completed round trip for `stall_timeout`. Addressing lives in `_telegram_inbound`, posting in
+`_telegram_send`. No PTB type leaves this package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+from telegram import Update, User
+from telegram.constants import ChatAction
+from telegram.error import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import Application, ApplicationBuilder
+from telegram.request import HTTPXRequest
+
+from bridge.adapter import Deliver, Health, HttpRoute
+from bridge.config import TelegramAdapter as TelegramConfig
+from bridge.metrics import Metrics
+from bridge.types import Inbound, Limits, Outbound
+
+from ._telegram_inbound import to_inbound
+from ._telegram_send import MAX_LEN, Sender, _seconds
+
+log = logging.getLogger("adapters.telegram")
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+START_ATTEMPTS = 3
+
+
+class TelegramFailure(Exception):
+    """A Telegram failure described without the token (PTB puts it in some messages)."""
+
+
+class TelegramAdapter:
+    platform = "telegram"
+    limits = Limits(max_len=MAX_LEN, utf16=True)
+
+    def __init__(self, config: TelegramConfig, metrics: Metrics) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._token = config.token.get_secret_value()
+        # getUpdates has a connection of its own, so a stalled poll can be cut without
+        # touching sends in flight.
+        self._poll_request = HTTPXRequest(connection_pool_size=1)
+        self._app: Application = (
+            ApplicationBuilder()
+            .token(self._token)
+            .base_url(config.api_base_url)
+            .base_file_url(config.api_file_url)
+            .get_updates_request(self._poll_request)
+            .updater(None)  # see the module docstring: the adapter polls itself
+            .build()
+        )
+        self._bot = self._app.bot
+        self._sender = Sender(self._bot, config, metrics)
+        self._deliver: Deliver | None = None
+        self._me: User | None = None
+        self._offset = 0  # the first update id not yet accepted by the router
+        self._last_ok: float | None = None  # monotonic time of the last good getUpdates
+        self._poll_started = 0.0
+        self._problem = "not started"
+        self._conflict = False
+        self._webhook_set = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self.restarts = 0  # poller restarts after a stall (tests and logs read it)
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    def routes(self) -> Sequence[HttpRoute]:
+        if self._config.mode != "webhook":
+            return ()
+        return (HttpRoute("POST", self._config.webhook_path, self._webhook),)
+
+    async def start(self, deliver: Deliver) -> None:
+        await self._with_retries("start", self._app.initialize)  # getMe: id and username
+        self._me = self._bot.bot
+        if self._config.mode == "webhook":
+            await self._with_retries("setWebhook", self._set_webhook)
+            self._webhook_set = True
+            self._problem = ""
+            self._deliver = deliver
+            log.info("telegram: @%s receives updates by webhook", self._me.username)
+            return
+        await self._with_retries("deleteWebhook", self._bot.delete_webhook)
+        self._deliver = deliver
+        self._problem = "waiting for the first getUpdates"
+        self._supervisor = asyncio.create_task(self._supervise(), name="telegram-poller")
+        log.info("telegram: @%s polling for updates", self._me.username)
+
+    async def _set_webhook(self) -> bool:
+        secret = self._config.secret_token
+        assert self._config.webhook_url is not None and secret is not None  # config validates
+        return await self._bot.set_webhook(
+            self._config.webhook_url,
+            secret_token=secret.get_secret_value(),
+            allowed_updates=self._config.allowed_updates,
+        )
+
+    async def _with_retries(self, what: str, call: Any) -> Any:
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return await call()
+            except InvalidToken:
+                raise TelegramFailure(
+                    "the Bot API rejected the token (adapters.telegram.token)"
+                ) from None
+            except TelegramError as exc:
+                if attempt == START_ATTEMPTS or not _transient(exc):
+                    raise TelegramFailure(f"{what} failed: {self._scrub(exc)}") from None
+                wait = self._config.retry_backoff * 2 ** (attempt - 1)
+                log.warning(
+                    "telegram %s failed (%s); retrying in %gs", what, self._scrub(exc), wait
+                )
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
+
+    async def stop(self) -> None:
+        self._deliver = None
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+            self._supervisor = None
+            await self._confirm_offset()
+        await self._app.shutdown()  # closes both connections; a no-op if never initialized
+        self._metrics.adapter_connected.labels(self.platform).set(0)
+
+    async def _confirm_offset(self) -> None:
+        """Tell Telegram which updates were accepted, so a restart does not fetch them again
+        (the router would drop them as duplicates anyway; this saves the work)."""
+        if not self._offset:
+            return
+        try:
+            async with asyncio.timeout(2):
+                await self._bot.get_updates(offset=self._offset, timeout=0, limit=1)
+        except (TimeoutError, TelegramError) as exc:
+            log.debug("telegram: could not confirm offset at stop: %s", self._scrub(exc))
+
+    # ----------------------------------------------------------------------------- polling
+
+    async def _supervise(self) -> None:
+        """Run the poller; restart it, with backoff, when no getUpdates completes in time."""
+        while True:
+            self._poll_started = time.monotonic()
+            poller = asyncio.create_task(self._poll(), name="telegram-getUpdates")
+            try:
+                await self._until_stalled(poller)
+            finally:
+                poller.cancel()
+                await asyncio.gather(poller, return_exceptions=True)
+            self.restarts += 1
+            quiet = time.monotonic() - max(self._last_ok or 0.0, self._poll_started)
+            self._problem = f"no getUpdates round trip for {quiet:.0f}s; poller restarted"
+            self._metrics.adapter_connected.labels(self.platform).set(0)
+            wait = self._backoff(self.restarts)
+            log.warning(
+                "telegram: no getUpdates round trip for %.1fs: restarting the poller in %gs "
+                "(restart %d)",
+                quiet,
+                wait,
+                self.restarts,
+            )
+            await self._reconnect()
+            await asyncio.sleep(wait)
+
+    async def _until_stalled(self, poller: asyncio.Task[None]) -> None:
+        stall = self._config.stall_timeout
+        while True:
+            since = max(self._last_ok or 0.0, self._poll_started)
+            left = since + stall - time.monotonic()
+            if left <= 0:
+                return
+            done, _ = await asyncio.wait({poller}, timeout=left)
+            if done:  # _poll only ends by a bug: log it and restart like a stall
+                log.error("telegram poller ended unexpectedly", exc_info=poller.exception())
+                return
+
+    async def _reconnect(self) -> None:
+        """Drop the getUpdates connection (it may be half-open) so the next poll dials anew."""
+        try:
+            await self._poll_request.shutdown()
+            await self._poll_request.initialize()
+        except Exception as exc:
+            log.warning("telegram: resetting the polling connection failed: %r", exc)
+
+    async def _poll(self) -> None:
+        failures = 0
+        while True:
+            try:
+                updates = await self._bot.get_updates(
+                    offset=self._offset or None,
+                    timeout=self._config.poll_timeout,
+                    allowed_updates=self._config.allowed_updates,
+                )
+                self._polled_ok(failures)
+                failures = 0
+                for update in updates:
+                    await self._dispatch(update)
+                    self._offset = update.update_id + 1  # accepted: safe to confirm
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # nothing may end the poller; each cause is named
+                failures += 1
+                await asyncio.sleep(self._poll_failed(exc, failures))
+
+    def _polled_ok(self, failures: int) -> None:
+        if failures or self._problem:
+            log.info(
+                "telegram: getUpdates works%s",
+                f" again after {failures} failure(s)" if failures else "",
+            )
+        self._last_ok = time.monotonic()
+        self._conflict = False
+        self._problem = ""
+        self._metrics.adapter_connected.labels(self.platform).set(1)
+
+    def _poll_failed(self, exc: Exception, failures: int) -> float:
+        """Log (once per streak at warning level) and return how long to wait."""
+        wait = self._backoff(failures)
+        if isinstance(exc, Conflict):
+            self._conflict = True
+            self._metrics.adapter_connected.labels(self.platform).set(0)
+            detail = (
+                f"409 Conflict from getUpdates ({self._scrub(exc)}): only one process may poll "
+                "a bot token; stop the other poller or use webhook mode"
+            )
+        elif isinstance(exc, RetryAfter):
+            wait = _seconds(exc.retry_after)
+            detail = f"getUpdates rate limited: waiting {wait:g}s"
+        elif isinstance(exc, InvalidToken):
+            detail = "getUpdates: the Bot API rejected the token"
+        elif isinstance(exc, TelegramError):
+            detail = f"getUpdates failed: {self._scrub(exc)}"
+        else:  # the router could not accept an update: fetch it again later, lose nothing
+            detail = f"update not accepted, will be fetched again: {self._scrub(exc)!r}"
+        self._problem = detail
+        level = logging.WARNING if failures == 1 else logging.DEBUG
+        if isinstance(exc, Conflict | InvalidToken) or not isinstance(exc, TelegramError):
+            level = logging.ERROR if failures == 1 else logging.DEBUG
+        log.log(level, "telegram: %s (failure %d, retry in %gs)", detail, failures, wait)
+        return wait
+
+    def _backoff(self, failures: int) -> float:
+        config = self._config
+        return min(config.retry_backoff * 2 ** (failures - 1), config.max_backoff)
+
+    # ----------------------------------------------------------------------------- webhook
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        secret = self._config.secret_token
+        given = request.headers.get(SECRET_HEADER)
+        if given is None or secret is None:
+            log.warning("telegram webhook: request without secret token refused")
+            return web.Response(status=401, text="secret token required")
+        if not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
+            log.warning("telegram webhook: request with a wrong secret token refused")
+            return web.Response(status=403, text="wrong secret token")
+        if self._deliver is None or self._me is None:
+            return web.Response(status=503, text="not started")  # Telegram retries later
+        try:
+            update = Update.de_json(await request.json(), self._bot)
+        except Exception as exc:
+            log.warning("telegram webhook: unreadable update refused: %r", exc)
+            return web.Response(status=400, text="not a Telegram update")
+        try:
+            # The router only records the message before returning: this stays fast, and a
+            # 200 means the update is durably accepted.
+            await self._dispatch(update)
+        except Exception:
+            log.exception("telegram webhook: update %s not accepted", update.update_id)
+            return web.Response(status=500, text="not accepted; retry")
+        return web.Response(status=200)
+
+    # ----------------------------------------------------------------------------- both modes
+
+    async def _dispatch(self, update: Update) -> None:
+        assert self._me is not None
+        deliver = self._deliver
+        inbound = to_inbound(update, self._me)
+        if inbound is None or deliver is None:
+            log.debug("telegram update %s needs no answer", update.update_id)
+            return
+        await deliver(inbound)
+
+    async def send(self, outbound: Outbound) -> None:
+        try:
+            await self._sender.send(outbound)
+        except Forbidden as exc:
+            raise TelegramFailure(
+                f"cannot post in chat {outbound.chat_id}: {exc.message}"
+            ) from None
+        except TelegramError as exc:
+            raise TelegramFailure(f"sendMessage failed: {self._scrub(exc)}") from None
+
+    @asynccontextmanager
+    async def working(self, inbound: Inbound) -> AsyncIterator[None]:
+        task = asyncio.create_task(self._typing(inbound), name="telegram-typing")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _typing(self, inbound: Inbound) -> None:
+        """Show "typing…" now and refresh it (Telegram clears it after ~5 s) until cancelled."""
+        thread = int(inbound.thread_id) if inbound.thread_id else None
+        while True:
+            try:
+                await self._bot.send_chat_action(
+                    int(inbound.chat_id), ChatAction.TYPING, message_thread_id=thread
+                )
+            except Forbidden:
+                return
+            except TelegramError as exc:  # cosmetic: never worth more than a debug line
+                log.debug("telegram typing in %s failed: %s", inbound.chat_id, self._scrub(exc))
+            await asyncio.sleep(self._config.typing_interval)
+
+    def health(self) -> Health:
+        if self._config.mode == "webhook":
+            return Health(
+                self._webhook_set, "webhook registered" if self._webhook_set else self._problem
+            )
+        if self._last_ok is None or self._conflict:
+            return Health(False, self._problem)
+        age = time.monotonic() - self._last_ok
+        if age > self._config.stall_timeout:
+            return Health(False, f"no getUpdates round trip for {age:.0f}s")
+        return Health(True, "polling")
+
+    async def probe(self) -> str:
+        try:
+            if self._me is not None:
+                me = await self._bot.get_me()
+            else:
+                async with self._bot:  # initialize (getMe), then close its connections
+                    me = self._bot.bot
+        except InvalidToken:
+            raise TelegramFailure("the Bot API rejected the token") from None
+        except TelegramError as exc:
+            raise TelegramFailure(f"getMe failed: {self._scrub(exc)}") from None
+        return f"@{me.username} (id {me.id})"
+
+    def _scrub(self, exc: BaseException | str) -> str:
+        return str(exc).replace(self._token, "[redacted]")
+
+
+def _transient(exc: TelegramError) -> bool:
+    return isinstance(exc, RetryAfter) or (
+        isinstance(exc, NetworkError) and not isinstance(exc, BadRequest)
+    )
