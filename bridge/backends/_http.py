@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,7 @@ from ..errors import (
     Timeout,
     Unavailable,
 )
+from ._transport import AiohttpTransport
 
 log = logging.getLogger("bridge.backends")
 
@@ -40,10 +42,13 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 _DETAIL_MAX = 300
 
 
-def make_client(config: BackendBase, **kwargs: Any) -> httpx.AsyncClient:
+def make_client(
+    config: BackendBase, *, verify: ssl.SSLContext | bool = True, **kwargs: Any
+) -> httpx.AsyncClient:
+    """One client per backend: httpx's API over aiohttp's pool (see `_transport`)."""
     timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, **kwargs)
+    transport = AiohttpTransport(ssl_context=verify, limit=100)
+    return httpx.AsyncClient(timeout=timeout, transport=transport, **kwargs)
 
 
 def retry_after(response: httpx.Response) -> float | None:

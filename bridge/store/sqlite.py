@@ -10,14 +10,17 @@ from typing import Any
 
 import aiosqlite
 
+# One row per accepted event: remembered until `expires` (dedup), pending while `payload` is set.
+# Every operation is one autocommitted statement: one round trip to aiosqlite's thread.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, expires REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS seen_expires ON seen (expires);
-CREATE TABLE IF NOT EXISTS pending (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT UNIQUE NOT NULL,
-    payload TEXT NOT NULL
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY,
+    expires REAL NOT NULL,
+    accepted REAL NOT NULL,
+    payload TEXT
 );
+CREATE INDEX IF NOT EXISTS events_expires ON events (expires);
+CREATE INDEX IF NOT EXISTS events_pending ON events (accepted) WHERE payload IS NOT NULL;
 CREATE TABLE IF NOT EXISTS state (
     session_key TEXT NOT NULL,
     backend TEXT NOT NULL,
@@ -46,12 +49,11 @@ class SqliteStore:
     async def open(self) -> None:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path)
+        self._db = await aiosqlite.connect(self._path, isolation_level=None)  # autocommit
         await self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a process crash; only a power loss can drop the last commits.
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.executescript(_SCHEMA)
-        await self._db.commit()
 
     async def close(self) -> None:
         if self._db is not None:
@@ -59,42 +61,39 @@ class SqliteStore:
             self._db = None
 
     async def ping(self) -> None:
-        await self.db.execute("SELECT 1")
+        await self.db.execute_fetchall("SELECT 1")
 
     async def accept(self, event_id: str, payload: Mapping[str, Any], ttl: float) -> bool:
         now = self._clock()
-        db = self.db
         if now >= self._next_purge:
             self._next_purge = now + _PURGE_EVERY
-            await db.execute("DELETE FROM seen WHERE expires < ?", (now,))
-        cursor = await db.execute(
-            "INSERT INTO seen (event_id, expires) VALUES (?, ?) ON CONFLICT (event_id) DO UPDATE"
-            " SET expires = excluded.expires WHERE seen.expires < ?",
-            (event_id, now + ttl, now),
-        )
-        fresh = cursor.rowcount == 1
-        if fresh:
-            await db.execute(
-                "INSERT OR IGNORE INTO pending (event_id, payload) VALUES (?, ?)",
-                (event_id, json.dumps(dict(payload))),
+            await self.db.execute(
+                "DELETE FROM events WHERE expires < ? AND payload IS NULL", (now,)
             )
-        await db.commit()
-        return fresh
+        # New, or seen so long ago that it expired: (re)accept. Otherwise a duplicate.
+        cursor = await self.db.execute(
+            "INSERT INTO events (event_id, expires, accepted, payload) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (event_id) DO UPDATE SET expires = excluded.expires,"
+            " accepted = excluded.accepted, payload = excluded.payload"
+            " WHERE events.expires < excluded.accepted",
+            (event_id, now + ttl, now, json.dumps(dict(payload))),
+        )
+        return cursor.rowcount == 1
 
     async def complete(self, event_id: str) -> None:
-        await self.db.execute("DELETE FROM pending WHERE event_id = ?", (event_id,))
-        await self.db.commit()
+        await self.db.execute("UPDATE events SET payload = NULL WHERE event_id = ?", (event_id,))
 
     async def pending(self) -> list[Mapping[str, Any]]:
-        async with self.db.execute("SELECT payload FROM pending ORDER BY seq") as cursor:
-            return [json.loads(row[0]) async for row in cursor]
+        rows = await self.db.execute_fetchall(
+            "SELECT payload FROM events WHERE payload IS NOT NULL ORDER BY accepted, rowid"
+        )
+        return [json.loads(row[0]) for row in rows]
 
     async def get_state(self, session_key: str, backend: str) -> dict[str, Any]:
-        async with self.db.execute(
+        rows = await self.db.execute_fetchall(
             "SELECT value FROM state WHERE session_key = ? AND backend = ?", (session_key, backend)
-        ) as cursor:
-            row = await cursor.fetchone()
-        return json.loads(row[0]) if row else {}
+        )
+        return json.loads(rows[0][0]) if rows else {}
 
     async def put_state(self, session_key: str, backend: str, state: Mapping[str, Any]) -> None:
         await self.db.execute(
@@ -103,9 +102,7 @@ class SqliteStore:
             " SET value = excluded.value, updated = excluded.updated",
             (session_key, backend, json.dumps(dict(state)), self._clock()),
         )
-        await self.db.commit()
 
     async def sessions(self) -> int:
-        async with self.db.execute("SELECT COUNT(DISTINCT session_key) FROM state") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self.db.execute_fetchall("SELECT COUNT(DISTINCT session_key) FROM state")
+        return int(rows[0][0]) if rows else 0

@@ -57,7 +57,7 @@ class Fault:
 class FakeServer:
     """Subclasses add routes in `setup(app)` and answer like the real API."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, record: bool = True) -> None:
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
         self.in_flight = 0  # requests being handled now, and the most ever at once
@@ -65,7 +65,8 @@ class FakeServer:
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
-        self.app = web.Application(middlewares=[self._record_and_inject])
+        # Unrecorded (a benchmark's long run) has no faults and keeps no calls.
+        self.app = web.Application(middlewares=[self._record_and_inject] if record else [])
         self.setup(self.app)
 
     def setup(self, app: web.Application) -> None:
@@ -76,11 +77,14 @@ class FakeServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> FakeServer:
+        return await self.start_on(0)
+
+    async def start_on(self, port: int) -> FakeServer:
         self._runner = web.AppRunner(
             self.app, access_log=None, handle_signals=False, shutdown_timeout=0.25
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self

@@ -23,11 +23,14 @@ def echo_reply(body: dict[str, Any], headers: dict[str, str]) -> str:
 
 
 class FakeOpenAI(FakeServer):
-    def __init__(self, reply: Reply = echo_reply, model: str | None = None) -> None:
+    def __init__(
+        self, reply: Reply = echo_reply, model: str | None = None, *, record: bool = True
+    ) -> None:
         self.reply = reply
         self.model = model  # when set, any other model name is a 400 (nanobot does this)
         self.sessions: dict[str, list[str]] = defaultdict(list)
-        super().__init__()
+        self._record = record
+        super().__init__(record=record)
 
     def setup(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._complete)
@@ -44,7 +47,7 @@ class FakeOpenAI(FakeServer):
                 {"error": {"message": f"model {body['model']} not found"}}, status=400
             )
         sid = request.headers.get("x-session-key") or body.get("session_id")
-        if sid:
+        if sid and self._record:
             self.sessions[sid].append(body["messages"][-1]["content"])
         content = self.reply(body, dict(request.headers))
         return web.json_response(
@@ -65,3 +68,21 @@ class FakeOpenAI(FakeServer):
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.model or "fake"}]})
+
+
+async def _serve(port: int) -> None:
+    import asyncio
+
+    server = FakeOpenAI(record=False)  # standalone, for benchmarks: nothing kept
+    await server.start_on(port)
+    print(server.port, flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    import argparse
+    import asyncio
+
+    parser = argparse.ArgumentParser(description="Serve the fake OpenAI API until killed.")
+    parser.add_argument("--port", type=int, default=0)
+    asyncio.run(_serve(parser.parse_args().port))
