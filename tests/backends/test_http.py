@@ -1,0 +1,73 @@
+"""The shared HTTP layer: retries only where they are safe, errors mapped to their causes."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from bridge.backends import _http
+from bridge.config import OpenAIBackend
+from bridge.errors import Rejected, Timeout, Unavailable
+
+
+def config(base_url: str, **extra) -> OpenAIBackend:
+    return OpenAIBackend(**{"type": "openai", "base_url": base_url, "max_retries": 2,
+                            "retry_backoff": 0.01, **extra})
+
+
+async def post(server_url: str, *, idempotent: bool, **extra):
+    cfg = config(server_url, **extra)
+    async with _http.make_client(cfg) as client:
+        return await _http.send(client, "POST", f"{server_url}/v1/chat/completions", config=cfg,
+                                backend="t", idempotent=idempotent,
+                                json={"messages": [{"role": "user", "content": "x"}]})
+
+
+async def test_dropped_connection_is_not_resent_when_not_idempotent(openai_fake):
+    openai_fake.drop_next()
+    with pytest.raises(Unavailable) as caught:
+        await post(openai_fake.url, idempotent=False)
+    assert caught.value.sent is True
+    assert len(openai_fake.calls) == 1  # it may have been acted on: never sent twice
+
+
+async def test_dropped_connection_is_retried_when_idempotent(openai_fake):
+    openai_fake.drop_next()
+    response = await post(openai_fake.url, idempotent=True)
+    assert response.status_code == 200 and len(openai_fake.calls) == 2
+
+
+async def test_refused_connection_is_known_unsent():
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(Unavailable) as caught:
+        await post(f"http://127.0.0.1:{port}", idempotent=False)
+    assert caught.value.sent is False
+
+
+async def test_429_waits_retry_after_then_succeeds(openai_fake):
+    openai_fake.fail_next(429, retry_after=0.2)
+    response = await post(openai_fake.url, idempotent=False)
+    assert response.status_code == 200 and len(openai_fake.calls) == 2
+
+
+async def test_retry_after_longer_than_allowed_is_not_waited(openai_fake):
+    openai_fake.fail_next(429, retry_after=120)
+    with pytest.raises(Exception) as caught:
+        await post(openai_fake.url, idempotent=True, max_retry_wait=5)
+    assert caught.value.cause == "rate_limited" and len(openai_fake.calls) == 1
+
+
+async def test_400_is_not_retried_and_carries_the_api_message(openai_fake):
+    openai_fake.fail_next(400, body={"error": {"message": "model 'x' not found"}})
+    with pytest.raises(Rejected, match="model 'x' not found"):
+        await post(openai_fake.url, idempotent=True)
+    assert len(openai_fake.calls) == 1
+
+
+async def test_slow_answer_times_out(openai_fake):
+    openai_fake.slow_next(2, times=3)
+    with pytest.raises(Timeout):
+        await post(openai_fake.url, idempotent=True, timeout=0.2, max_retries=0)
