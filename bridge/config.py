@@ -168,12 +168,33 @@ class TelegramAdapter(Strict):
 class DiscordAdapter(Strict):
     enabled: bool = True
     token: SecretStr
+    # REST base including the version (https://discord.com/api/v10); None: discord.py's default.
     api_base_url: HttpUrl | None = None
-    gateway_url: str | None = None
+    # Every gateway connection goes here when set; otherwise to the URL GET /gateway/bot names.
+    gateway_url: Annotated[str, Field(pattern=r"^wss?://[^\s]+$")] | None = None
     shard_count: int | None = Field(None, ge=1)
     shard_ids: list[int] | None = None
     threads_as_groups: bool = False
     mention_author: bool = False
+    message_content: bool = Field(
+        True, description="request the privileged Message Content intent"
+    )
+    ready_timeout: float = Field(60.0, gt=0, description="seconds start-up waits for READY")
+    guild_ready_timeout: float = Field(
+        2.0, gt=0, description="seconds discord.py waits for the last GUILD_CREATE after READY"
+    )
+    identify_delay: float = Field(
+        5.0, ge=0, description="seconds before a repeated IDENTIFY (Discord allows one per 5 s)"
+    )
+
+    @model_validator(mode="after")
+    def _shards(self) -> DiscordAdapter:
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("shard_ids: needs shard_count")
+            if not self.shard_ids or any(not 0 <= i < self.shard_count for i in self.shard_ids):
+                raise ValueError("shard_ids: each must be at least 0 and below shard_count")
+        return self
 
 
 class SlackAdapter(Strict):
@@ -184,7 +205,9 @@ class SlackAdapter(Strict):
     api_base_url: HttpUrl = "https://slack.com/api/"
     events_path: str = "/slack/events"
     threads_as_groups: bool = False
-    progress_reaction: str | None = "hourglass_flowing_sand"
+    progress_reaction: str | None = "hourglass_flowing_sand"  # null: no progress signal
+    timeout: float = Field(30.0, gt=0, description="seconds for one Web API call")
+    max_retries: int = Field(3, ge=0, le=10, description="retries of a rate-limited API call")
 
     @model_validator(mode="after")
     def _one_mode(self) -> SlackAdapter:
@@ -192,6 +215,8 @@ class SlackAdapter(Strict):
             raise ValueError(
                 "app_token (Socket Mode) or signing_secret (HTTP Events): one is required"
             )
+        if not self.events_path.startswith("/"):
+            raise ValueError("events_path: must start with /")
         return self
 
     @property

@@ -1,0 +1,331 @@
+"""The Discord adapter end to end: the real discord.py client against the fake Discord REST API and
+gateway, a real Bridge, and the echo or fake OpenAI backend. Each test is a scene in a guild or a
+DM; assertions are about what people in the channel see.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from adapters.discord import DiscordAdapter
+from bridge.errors import ConfigError
+from bridge.metrics import Metrics
+from tests.conftest import make_config
+from tests.fakes.base import eventually
+from tests.fakes.discord_gateway import (
+    ALICE,
+    BOB,
+    BOT_ID,
+    HELPER_BOT,
+    MESSAGE_CONTENT,
+    TOKEN,
+    FakeDiscord,
+)
+from tests.fakes.openai_api import FakeOpenAI
+
+
+@pytest.fixture
+async def fake() -> Any:
+    async with FakeDiscord() as server:
+        yield server
+
+
+def discord_section(fake: FakeDiscord, **extra: Any) -> dict[str, Any]:
+    return {
+        "token": TOKEN,
+        "api_base_url": fake.api_base_url,
+        "guild_ready_timeout": 0.05,
+        "ready_timeout": 5,
+        "identify_delay": 0,
+        **extra,
+    }
+
+
+def config(fake: FakeDiscord, backend: dict[str, Any] | None = None, **extra: Any):
+    return make_config(
+        {
+            "backends": {"main": backend or {"type": "echo"}},
+            "adapters": {"discord": discord_section(fake, **extra)},
+        }
+    )
+
+
+def openai_backend(server: FakeOpenAI) -> dict[str, Any]:
+    return {"type": "openai", "base_url": server.base_url, "max_retries": 0}
+
+
+async def start(running, fake: FakeDiscord, backend=None, **extra: Any) -> DiscordAdapter:
+    cfg = config(fake, backend, **extra)
+    adapter = DiscordAdapter(cfg.adapters.discord, Metrics())
+    await running(cfg, adapter)
+    return adapter
+
+
+async def posts(fake: FakeDiscord, count: int, channel: int | None = None) -> list[dict]:
+    """The bot's posts (in `channel` if given), once there are at least `count`."""
+
+    def found() -> list[dict]:
+        return [p for p in fake.posted if channel is None or int(p["channel_id"]) == channel]
+
+    await eventually(lambda: len(found()) >= count, 5)
+    return found()
+
+
+def group_key(channel: int, user: int) -> str:
+    return f"wx:group:dc.{channel}:user:dc.{user}"
+
+
+# --------------------------------------------------------------------------------- addressing
+
+
+async def test_dm_is_answered_without_a_reply_reference(fake, running):
+    await start(running, fake)
+    await fake.say("hello there", dm=True)
+    [answer] = await posts(fake, 1)
+    assert answer["content"] == f"[wx:dm:dc.{ALICE}] hello there"
+    assert int(answer["channel_id"]) == fake.dm_channel(ALICE)
+    assert "message_reference" not in answer
+
+
+@pytest.mark.parametrize("mention", ["<@{bot}>", "<@!{bot}>", "<@&{role}>"])
+async def test_mention_is_answered_as_a_reply_with_the_users_group_key(fake, running, mention):
+    await start(running, fake)
+    tag = mention.format(bot=BOT_ID, role=fake.bot_role_id)
+    asked = await fake.say(f"{tag} what is 2+2?")
+    [answer] = await posts(fake, 1)
+    assert answer["content"] == f"[{group_key(fake.channel_id, ALICE)}] what is 2+2?"
+    assert answer["message_reference"]["message_id"] == asked["id"]
+    # The author is not pinged, and nothing in the answer can ping anyone.
+    assert answer["allowed_mentions"]["parse"] == []
+    assert not answer["allowed_mentions"].get("replied_user")
+    assert answer["mentions"] == []
+
+
+async def test_mention_author_pings_when_configured(fake, running):
+    await start(running, fake, mention_author=True)
+    await fake.say(f"<@{BOT_ID}> ping me")
+    [answer] = await posts(fake, 1)
+    assert answer["allowed_mentions"]["replied_user"] is True
+    assert [m["id"] for m in answer["mentions"]] == [str(ALICE)]
+
+
+async def test_guild_message_without_mention_and_everyone_alone_are_ignored(fake, running):
+    await start(running, fake)
+    await fake.say("just chatting among humans")
+    await fake.say("@everyone standup in 5")
+    await fake.say(f"<@&{fake.other_role_id}> humans only")
+    await fake.say(f"<@{BOB}> over to you")
+    await fake.say(f"<@{BOT_ID}> now you")
+    [answer] = await posts(fake, 1)
+    assert answer["content"].endswith("] now you")
+    await fake.say(f"<@{BOT_ID}> and again")
+    assert len(await posts(fake, 2)) == 2  # nothing else slipped in between
+
+
+async def test_reply_to_the_bot_is_answered_and_reply_to_a_human_is_not(fake, running):
+    await start(running, fake)
+    await fake.say(f"<@{BOT_ID}> first question")
+    [bot_message] = await posts(fake, 1)
+    human = await fake.say("a human remark", author=ALICE)
+    await fake.say("I disagree with alice", author=BOB, reply_to=human)
+    asked = await fake.say("follow-up from bob", author=BOB, reply_to=bot_message)
+    answers = await posts(fake, 2)
+    assert answers[1]["content"] == f"[{group_key(fake.channel_id, BOB)}] follow-up from bob"
+    assert answers[1]["message_reference"]["message_id"] == asked["id"]
+
+
+async def test_other_users_mentions_reach_the_model_as_names(fake, running):
+    await start(running, fake)
+    await fake.say(f"<@{BOT_ID}> say hi to <@{BOB}>")
+    [answer] = await posts(fake, 1)
+    assert answer["content"].endswith("] say hi to @Bob")
+
+
+async def test_bots_webhooks_and_its_own_posts_are_ignored(fake, running):
+    async with FakeOpenAI() as llm:
+        # An answer that mentions the bot itself: answering its own post would loop forever.
+        llm.reply = lambda body, headers: f"<@{BOT_ID}> says: {body['messages'][-1]['content']}"
+        await start(running, fake, openai_backend(llm))
+        await fake.say(f"<@{BOT_ID}> hello from a bot", author=HELPER_BOT)
+        await fake.say(f"<@{BOT_ID}> hello from a webhook", webhook=True)
+        await fake.say(f"<@{BOT_ID}> hello from alice")
+        [answer] = await posts(fake, 1)
+        assert answer["content"] == f"<@{BOT_ID}> says: hello from alice"
+        await fake.say(f"<@{BOT_ID}> one more")
+        await posts(fake, 2)
+        assert [c.json["messages"][-1]["content"] for c in llm.calls] == [
+            "hello from alice",
+            "one more",
+        ]
+
+
+@pytest.mark.parametrize("threads_as_groups", [False, True])
+async def test_thread_answer_goes_to_the_thread_with_its_group(fake, running, threads_as_groups):
+    await start(running, fake, threads_as_groups=threads_as_groups)
+    await fake.say(f"<@{BOT_ID}> in a thread", channel=fake.thread_id)
+    [answer] = await posts(fake, 1)
+    assert int(answer["channel_id"]) == fake.thread_id
+    group = fake.thread_id if threads_as_groups else fake.channel_id
+    assert answer["content"] == f"[{group_key(group, ALICE)}] in a thread"
+
+
+# --------------------------------------------------------------------------------- answers
+
+
+async def test_long_answer_with_code_arrives_as_three_messages_with_balanced_fences(fake, running):
+    prose = " ".join(["The quick brown fox jumps over the lazy dog."] * 55)
+    code = "\n".join(f"print('line {n:03d} of the example program')" for n in range(50))
+    long = f"{prose}\n\n```python\n{code}\n```\n\nThat is all."
+    assert 4400 <= len(long) <= 4600
+    async with FakeOpenAI(reply=lambda body, headers: long) as llm:
+        await start(running, fake, openai_backend(llm))
+        asked = await fake.say(f"<@{BOT_ID}> explain with code")
+        answers = await posts(fake, 3)
+    assert len(answers) == 3
+    texts = [a["content"] for a in answers]
+    assert all(len(t) <= 2000 for t in texts)
+    assert all(t.count("```") % 2 == 0 for t in texts)
+    assert texts[0].startswith("The quick brown fox") and texts[-1].endswith("That is all.")
+    joined = "\n".join(texts)
+    assert all(f"print('line {n:03d} of the example program')" in joined for n in range(50))
+    assert answers[0]["message_reference"]["message_id"] == asked["id"]
+    assert "message_reference" not in answers[1] and "message_reference" not in answers[2]
+
+
+async def test_typing_shows_while_the_backend_works(fake, running):
+    async with FakeOpenAI() as llm:
+        llm.slow_next(0.3)
+        await start(running, fake, openai_backend(llm))
+        await fake.say(f"<@{BOT_ID}> think hard")
+        await posts(fake, 1)
+    typing = fake.calls_to(f"/api/v10/channels/{fake.channel_id}/typing", "POST")
+    message = fake.calls_to(f"/api/v10/channels/{fake.channel_id}/messages", "POST")
+    assert typing and fake.calls.index(typing[0]) < fake.calls.index(message[0])
+
+
+async def test_rate_limited_post_is_retried_by_discord_py(fake, running):
+    await start(running, fake)
+    fake.rate_limit_next(0.05, path=f"/api/v10/channels/{fake.channel_id}/messages")
+    await fake.say(f"<@{BOT_ID}> despite the limit")
+    [answer] = await posts(fake, 1)
+    assert answer["content"].endswith("] despite the limit")
+    assert len(fake.calls_to(f"/api/v10/channels/{fake.channel_id}/messages", "POST")) == 2
+
+
+async def test_forbidden_channel_is_logged_once_and_other_chats_still_work(fake, running, caplog):
+    await start(running, fake)
+    fake.forbid_next(fake.channel_id, times=2)
+    await fake.say(f"<@{BOT_ID}> first")
+    await fake.say(f"<@{BOT_ID}> second")
+    await fake.wait_for(
+        lambda calls: (
+            len(fake.calls_to(f"/api/v10/channels/{fake.channel_id}/messages", "POST")) == 2
+        ),
+        5,
+    )
+    await fake.say("still here?", dm=True)
+    [answer] = await posts(fake, 1)
+    assert int(answer["channel_id"]) == fake.dm_channel(ALICE)
+    refusals = [r for r in caplog.records if "no permission to post" in r.getMessage()]
+    assert len(refusals) == 1 and str(fake.channel_id) in refusals[0].getMessage()
+
+
+# --------------------------------------------------------------------------------- connection
+
+
+async def test_gateway_disconnect_resumes_and_the_next_message_is_answered(fake, running):
+    adapter = await start(running, fake)
+    await fake.disconnect()
+    await fake.wait_for(lambda calls: any(op["op"] == 6 for op in fake.gateway_ops), 5)
+    resume = next(op for op in fake.gateway_ops if op["op"] == 6)
+    assert resume["token_ok"] and resume["d"]["seq"] >= 2
+    await fake.say(f"<@{BOT_ID}> are you back?")
+    [answer] = await posts(fake, 1)
+    assert answer["content"].endswith("] are you back?")
+    assert adapter.health().ready
+    assert sum(op["op"] == 2 for op in fake.gateway_ops) == 1  # resumed, not re-identified
+
+
+async def test_invalidated_session_identifies_again_and_answers(fake, running):
+    adapter = await start(running, fake)
+    fake.invalidate_next_resume()
+    await fake.disconnect()
+    await fake.wait_identified(2)
+    await eventually(lambda: adapter.health().ready, 5)
+    await fake.say(f"<@{BOT_ID}> after a new session")
+    [answer] = await posts(fake, 1)
+    assert answer["content"].endswith("] after a new session")
+
+
+async def test_readiness_reports_a_lost_gateway_until_it_is_back(fake, running):
+    cfg = config(fake)
+    metrics = Metrics()
+    adapter = DiscordAdapter(cfg.adapters.discord, metrics)
+    bridge = await running(cfg, adapter)
+    gauge = metrics.adapter_connected.labels("discord")
+    assert (await bridge.readiness())["components"]["discord"]["ready"] is True
+    fake.gateway_refused = True
+    await fake.disconnect()
+    await eventually(lambda: not adapter.health().ready, 5)
+    readiness = await bridge.readiness()
+    assert readiness["ready"] is False
+    assert "disconnected" in readiness["components"]["discord"]["detail"]
+    assert gauge._value.get() == 0
+    fake.gateway_refused = False
+    await eventually(lambda: adapter.health().ready, 10)
+    assert gauge._value.get() == 1
+    await fake.say(f"<@{BOT_ID}> hello again")
+    assert (await posts(fake, 1))[0]["content"].endswith("] hello again")
+
+
+async def test_token_never_reaches_the_log(fake, running, caplog):
+    caplog.set_level(logging.DEBUG)
+    await start(running, fake)
+    await fake.say(f"<@{BOT_ID}> hi", author=BOB)
+    await posts(fake, 1)
+    assert caplog.records and TOKEN not in caplog.text
+
+
+async def test_message_content_intent_refused_is_a_clear_config_error(running):
+    async with FakeDiscord(message_content_allowed=False) as fake:
+        with pytest.raises(ConfigError) as caught:
+            await start(running, fake)
+        assert caught.value.path == "adapters.discord.message_content"
+        assert "developer portal" in str(caught.value)
+        # Without the intent the bot still connects (Discord sends mentions and DMs anyway).
+        await start(running, fake, message_content=False)
+        identify = [op for op in fake.gateway_ops if op["op"] == 2][-1]
+        assert identify["d"]["intents"] & MESSAGE_CONTENT == 0
+        await fake.say("hi", dm=True)
+        assert (await posts(fake, 1))[0]["content"].endswith("hi")
+
+
+async def test_bad_token_is_a_clear_config_error(fake, running):
+    cfg = make_config(
+        {
+            "backends": {"main": {"type": "echo"}},
+            "adapters": {"discord": {**discord_section(fake), "token": "wrong"}},
+        }
+    )
+    with pytest.raises(ConfigError, match=r"adapters\.discord\.token: rejected by Discord"):
+        await running(cfg, DiscordAdapter(cfg.adapters.discord, Metrics()))
+
+
+async def test_probe_logs_in_over_rest_only(fake):
+    cfg = config(fake)
+    assert await DiscordAdapter(cfg.adapters.discord, Metrics()).probe() == (
+        f"botbridge (id {BOT_ID})"
+    )
+    assert [c.path for c in fake.calls] == [
+        "/api/v10/users/@me",
+        "/api/v10/oauth2/applications/@me",
+    ]
+    assert fake.gateway_ops == []
+
+
+def test_shard_ids_need_a_shard_count():
+    with pytest.raises(ConfigError, match=r"adapters\.discord\.shard_ids: needs shard_count"):
+        make_config({"adapters": {"discord": {"token": "t", "shard_ids": [0]}}})

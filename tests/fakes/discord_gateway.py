@@ -1,0 +1,488 @@
+"""A fake Discord: the REST API (under /api/v10) and the gateway websocket on one 127.0.0.1 server.
+
+The real discord.py client logs in (users/@me, oauth2/applications/@me), discovers the gateway
+(gateway/bot), IDENTIFYs and gets READY plus one GUILD_CREATE (a guild with a text channel, a thread
+and the bot's managed role), heartbeats, RESUMEs. Tests make people talk with `say()`, which
+dispatches MESSAGE_CREATE; what the bot posts is in `posted`, and like Discord the fake echoes the
+bot's own messages back over the gateway. Faults: every REST fault of FakeServer, `rate_limit_next`
+(a 429 as Discord sends it), `forbid_next` (403 Missing Permissions), `disconnect()` (the gateway
+closes the socket) and `invalidate_next_resume()` (the client must IDENTIFY again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .base import FakeServer, Fault
+
+API = "/api/v10"
+TOKEN = "fake-discord-token.Zm9vYmFy.c2VjcmV0"
+BOT_ID = 900000000000000001
+ALICE = 100000000000000001
+BOB = 100000000000000002
+HELPER_BOT = 100000000000000003
+MESSAGE_CONTENT = 1 << 15
+_DISCORD_EPOCH_MS = 1420070400000
+_USER_MENTION = re.compile(r"<@!?(\d+)>")
+_ROLE_MENTION = re.compile(r"<@&(\d+)>")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+
+
+def _user(uid: int, name: str, *, bot: bool = False) -> dict[str, Any]:
+    return {
+        "id": str(uid),
+        "username": name,
+        "global_name": name.title(),
+        "discriminator": "0",
+        "avatar": None,
+        "bot": bot,
+    }
+
+
+def _member(roles: list[int]) -> dict[str, Any]:
+    return {
+        "roles": [str(r) for r in roles],
+        "joined_at": _now(),
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+    }
+
+
+@dataclass
+class _Connection:
+    ws: web.WebSocketResponse
+    deflate: Any = None  # a zlib compressobj when the client asked for zlib-stream
+    session: _Session | None = None
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        if self.deflate is None:
+            await self.ws.send_str(data.decode())
+        else:
+            # zlib-stream: one compression context per connection, each frame ends in a sync flush.
+            await self.ws.send_bytes(
+                self.deflate.compress(data) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
+            )
+
+
+@dataclass
+class _Session:
+    id: str
+    shard: tuple[int, int]
+    seq: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)  # kept for RESUME replays
+    connection: _Connection | None = None
+
+
+class FakeDiscord(FakeServer):
+    def __init__(self, *, token: str = TOKEN, message_content_allowed: bool = True) -> None:
+        self.token = token
+        self.message_content_allowed = message_content_allowed
+        self._ids = itertools.count(1)
+        self.bot = _user(BOT_ID, "botbridge", bot=True)
+        self.users = {
+            BOT_ID: self.bot,
+            ALICE: _user(ALICE, "alice"),
+            BOB: _user(BOB, "bob"),
+            HELPER_BOT: _user(HELPER_BOT, "helperbot", bot=True),
+        }
+        self.guild_id = self.snowflake()
+        self.channel_id = self.snowflake()
+        self.thread_id = self.snowflake()
+        self.bot_role_id = self.snowflake()
+        self.other_role_id = self.snowflake()
+        self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.posted: list[dict[str, Any]] = []  # what the bot posted, in order
+        self.gateway_ops: list[dict[str, Any]] = []  # what clients sent (tokens removed)
+        self.sessions: dict[str, _Session] = {}
+        self.connections: list[_Connection] = []
+        self.heartbeat_interval_ms = 41250
+        self._invalidate_resumes = 0
+        self.gateway_refused = False  # True: new gateway connections get HTTP 503
+        super().__init__()
+        self.app.on_response_prepare.append(self._like_discord)
+
+    # ---------------------------------------------------------------------------- addresses
+
+    @property
+    def api_base_url(self) -> str:
+        return f"{self.url}{API}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    def snowflake(self) -> int:
+        return ((int(time.time() * 1000) - _DISCORD_EPOCH_MS) << 22) + next(self._ids)
+
+    def dm_channel(self, user_id: int) -> int:
+        return self.dm_channels.setdefault(user_id, self.snowflake())
+
+    # ---------------------------------------------------------------------------- faults
+
+    def rate_limit_next(self, retry_after: float, *, path: str | None = None) -> Fault:
+        """A 429 the way Discord sends it: JSON `retry_after`, the header, and a Via header."""
+        body = {"message": "You are being rate limited.", "retry_after": retry_after}
+        body["global"] = False
+        return self.fail_next(429, path=path, retry_after=retry_after, body=body)
+
+    def forbid_next(self, channel_id: int, *, times: int = 1) -> Fault:
+        body = {"message": "Missing Permissions", "code": 50013}
+        path = f"{API}/channels/{channel_id}/messages"
+        return self.fail_next(403, path=path, times=times, body=body)
+
+    async def disconnect(self, code: int = 4000) -> None:
+        """Close every gateway socket from the server side, as Discord does during a restart."""
+        for connection in list(self.connections):
+            await connection.ws.close(code=code, message=b"fake gateway restart")
+
+    def invalidate_next_resume(self) -> None:
+        self._invalidate_resumes += 1
+
+    async def _like_discord(self, request: web.Request, response: web.StreamResponse) -> None:
+        # discord.py treats a 429 without Via as a Cloudflare ban, and parses JSON only when the
+        # content type is exactly application/json: Discord's responses are like that.
+        response.headers["Via"] = "1.1 google"
+        if response.headers.get("Content-Type", "").startswith("application/json"):
+            response.headers["Content-Type"] = "application/json"
+
+    # ---------------------------------------------------------------------------- people talk
+
+    async def say(
+        self,
+        content: str,
+        *,
+        author: int = ALICE,
+        channel: int | None = None,
+        dm: bool = False,
+        reply_to: dict[str, Any] | None = None,
+        webhook: bool = False,
+    ) -> dict[str, Any]:
+        """A user posts `content` (in the guild text channel unless `channel` or `dm`)."""
+        if dm:
+            data = self._message(self.dm_channel(author), None, author, content, reply_to)
+        else:
+            data = self._message(
+                channel or self.channel_id, self.guild_id, author, content, reply_to
+            )
+        if webhook:
+            data["webhook_id"] = str(self.snowflake())
+            data.pop("member", None)
+        await self._dispatch_for(data.get("guild_id"), "MESSAGE_CREATE", data)
+        return data
+
+    def _message(
+        self,
+        channel_id: int,
+        guild_id: int | None,
+        author: int,
+        content: str,
+        reply_to: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        mentioned = [int(m) for m in _USER_MENTION.findall(content) if int(m) in self.users]
+        if reply_to is not None:
+            mentioned.append(int(reply_to["author"]["id"]))  # a reply pings its author
+        mentions = []
+        for uid in dict.fromkeys(mentioned):
+            user = dict(self.users[uid])
+            if guild_id is not None:
+                user["member"] = _member([self.bot_role_id] if uid == BOT_ID else [])
+            mentions.append(user)
+        data: dict[str, Any] = {
+            "id": str(self.snowflake()),
+            "channel_id": str(channel_id),
+            "author": self.users[author],
+            "content": content,
+            "timestamp": _now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": "@everyone" in content or "@here" in content,
+            "mentions": mentions,
+            "mention_roles": _ROLE_MENTION.findall(content),
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+        }
+        if guild_id is not None:
+            data["guild_id"] = str(guild_id)
+            data["member"] = _member([self.bot_role_id] if author == BOT_ID else [])
+        if reply_to is not None:
+            data["type"] = 19
+            data["message_reference"] = {
+                "type": 0,
+                "message_id": reply_to["id"],
+                "channel_id": reply_to["channel_id"],
+                **({"guild_id": str(guild_id)} if guild_id else {}),
+            }
+            data["referenced_message"] = reply_to
+        self.messages[data["id"]] = data
+        return data
+
+    # ---------------------------------------------------------------------------- REST
+
+    def setup(self, app: web.Application) -> None:
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get(f"{API}/users/@me", self._me)
+        app.router.add_get(f"{API}/oauth2/applications/@me", self._application)
+        app.router.add_get(f"{API}/gateway/bot", self._gateway_bot)
+        app.router.add_post(f"{API}/channels/{{channel}}/messages", self._create_message)
+        app.router.add_post(f"{API}/channels/{{channel}}/typing", self._typing)
+
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bot {self.token}"
+
+    @staticmethod
+    def _unauthorized() -> web.Response:
+        return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+
+    async def _me(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        return web.json_response({**self.bot, "verified": True, "flags": 0, "mfa_enabled": False})
+
+    async def _application(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        return web.json_response(
+            {
+                "id": str(BOT_ID),
+                "name": "botbridge",
+                "description": "",
+                "icon": None,
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": self.users[ALICE],
+                "verify_key": "0" * 64,
+                "flags": 0,
+            }
+        )
+
+    async def _gateway_bot(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+        return web.json_response(
+            {"url": self.gateway_url, "shards": 1, "session_start_limit": limit}
+        )
+
+    def _known_channel(self, channel_id: int) -> bool:
+        return channel_id in (self.channel_id, self.thread_id, *self.dm_channels.values())
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        channel_id = int(request.match_info["channel"])
+        if not self._known_channel(channel_id):
+            return web.json_response({"message": "Unknown Channel", "code": 10003}, status=404)
+        body = await request.json()
+        guild_id = None if channel_id in self.dm_channels.values() else self.guild_id
+        ref = body.get("message_reference")
+        reply_to = self.messages.get(str(ref["message_id"])) if ref else None
+        data = self._message(channel_id, guild_id, BOT_ID, body.get("content", ""), reply_to)
+        if reply_to is not None and not body.get("allowed_mentions", {}).get("replied_user"):
+            data["mentions"] = [m for m in data["mentions"] if m["id"] != reply_to["author"]["id"]]
+        data["allowed_mentions"] = body.get("allowed_mentions")  # kept for tests to inspect
+        self.posted.append(data)
+        await self._dispatch_for(guild_id, "MESSAGE_CREATE", data)  # the bot sees its own post
+        return web.json_response(data)
+
+    async def _typing(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        return web.Response(status=204)
+
+    def posted_in(self, channel_id: int) -> list[str]:
+        return [m["content"] for m in self.posted if int(m["channel_id"]) == channel_id]
+
+    def typing_calls(self, channel_id: int) -> int:
+        return len(self.calls_to(f"{API}/channels/{channel_id}/typing", "POST"))
+
+    # ---------------------------------------------------------------------------- gateway
+
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_refused:
+            return web.Response(status=503, text="gateway unavailable")
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        deflate = zlib.compressobj() if request.query.get("compress") == "zlib-stream" else None
+        connection = _Connection(ws, deflate)
+        self.connections.append(connection)
+        try:
+            hello = {"heartbeat_interval": self.heartbeat_interval_ms}
+            await connection.send({"op": 10, "d": hello, "s": None, "t": None})
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    await self._on_op(connection, json.loads(msg.data))
+        finally:
+            self.connections.remove(connection)
+            if connection.session is not None and connection.session.connection is connection:
+                connection.session.connection = None
+        return ws
+
+    async def _on_op(self, connection: _Connection, payload: dict[str, Any]) -> None:
+        op, data = payload.get("op"), payload.get("d")
+        recorded = dict(payload)
+        if isinstance(data, dict) and "token" in data:
+            recorded["d"] = {k: v for k, v in data.items() if k != "token"}
+            recorded["token_ok"] = data["token"] == self.token
+        self.gateway_ops.append(recorded)
+        self._changed.set()
+        if op == 1:
+            await connection.send({"op": 11, "d": None, "s": None, "t": None})
+        elif op == 2:
+            await self._identify(connection, data)
+        elif op == 6:
+            await self._resume(connection, data)
+
+    async def _identify(self, connection: _Connection, data: dict[str, Any]) -> None:
+        if data.get("token") != self.token:
+            await connection.ws.close(code=4004, message=b"Authentication failed.")
+            return
+        if data.get("intents", 0) & MESSAGE_CONTENT and not self.message_content_allowed:
+            await connection.ws.close(code=4014, message=b"Disallowed intent(s).")
+            return
+        shard_id, shard_count = data.get("shard") or (0, 1)
+        session = _Session(f"session-{self.snowflake()}", (shard_id, shard_count))
+        self.sessions[session.id] = session
+        self._attach(connection, session)
+        on_shard = (self.guild_id >> 22) % shard_count == shard_id
+        ready = {
+            "v": 10,
+            "user": self.bot,
+            "guilds": [{"id": str(self.guild_id), "unavailable": True}] if on_shard else [],
+            "session_id": session.id,
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(BOT_ID), "flags": 0},
+            "shard": [shard_id, shard_count],
+            "private_channels": [],
+            "relationships": [],
+        }
+        await self._dispatch(session, "READY", ready)
+        if on_shard:
+            await self._dispatch(session, "GUILD_CREATE", self._guild())
+
+    async def _resume(self, connection: _Connection, data: dict[str, Any]) -> None:
+        session = self.sessions.get(data.get("session_id", ""))
+        if session is None or data.get("token") != self.token or self._invalidate_resumes:
+            self._invalidate_resumes = max(0, self._invalidate_resumes - 1)
+            await connection.send({"op": 9, "d": False, "s": None, "t": None})
+            return
+        self._attach(connection, session)
+        # Like Discord, replay what was dispatched while the client was away.
+        for event in session.events:
+            if event["s"] > (data.get("seq") or 0):
+                await connection.send(event)
+        await self._dispatch(session, "RESUMED", {})
+
+    @staticmethod
+    def _attach(connection: _Connection, session: _Session) -> None:
+        connection.session = session
+        session.connection = connection
+
+    async def _dispatch(self, session: _Session, event: str, data: dict[str, Any]) -> None:
+        session.seq += 1
+        payload = {"op": 0, "t": event, "s": session.seq, "d": data}
+        session.events.append(payload)
+        if session.connection is not None and not session.connection.ws.closed:
+            await session.connection.send(payload)
+
+    async def _dispatch_for(self, guild_id: Any, event: str, data: dict[str, Any]) -> None:
+        """Send to the newest session of the shard that owns the guild (shard 0 for DMs)."""
+        gid = int(guild_id) if guild_id else 0
+        sessions = [s for s in self.sessions.values() if (gid >> 22) % s.shard[1] == s.shard[0]]
+        if not sessions:
+            raise AssertionError("no gateway session: is the bot connected?")
+        await self._dispatch(sessions[-1], event, data)
+
+    async def wait_identified(self, count: int = 1, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while sum(1 for op in self.gateway_ops if op["op"] == 2) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+    def _guild(self) -> dict[str, Any]:
+        gid = str(self.guild_id)
+
+        def role(rid: int, name: str, position: int, **extra: Any) -> dict[str, Any]:
+            return {
+                "id": str(rid),
+                "name": name,
+                "permissions": "0",
+                "position": position,
+                "color": 0,
+                "hoist": False,
+                "managed": False,
+                "mentionable": True,
+                "flags": 0,
+                **extra,
+            }
+
+        return {
+            "id": gid,
+            "name": "Test Guild",
+            "unavailable": False,
+            "member_count": 3,
+            "large": False,
+            "owner_id": str(ALICE),
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "roles": [
+                role(self.guild_id, "@everyone", 0, permissions="68608"),
+                role(self.bot_role_id, "botbridge", 1, managed=True, tags={"bot_id": str(BOT_ID)}),
+                role(self.other_role_id, "humans", 2),
+            ],
+            "channels": [
+                {
+                    "id": str(self.channel_id),
+                    "type": 0,
+                    "guild_id": gid,
+                    "name": "general",
+                    "position": 0,
+                    "permission_overwrites": [],
+                    "nsfw": False,
+                    "parent_id": None,
+                    "topic": None,
+                }
+            ],
+            "threads": [
+                {
+                    "id": str(self.thread_id),
+                    "type": 11,
+                    "guild_id": gid,
+                    "parent_id": str(self.channel_id),
+                    "owner_id": str(ALICE),
+                    "name": "a question",
+                    "message_count": 0,
+                    "member_count": 1,
+                    "thread_metadata": {
+                        "archived": False,
+                        "auto_archive_duration": 1440,
+                        "archive_timestamp": _now(),
+                        "locked": False,
+                    },
+                }
+            ],
+            "members": [{**_member([self.bot_role_id]), "user": self.bot}],
+            "presences": [],
+            "voice_states": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+        }
