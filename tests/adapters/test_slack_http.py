@@ -164,3 +164,22 @@ async def test_ready_once_auth_test_passed(slack, openai_fake, running, caplog):
     await events.post(im("quiet please"))
     await slack.wait_posted(1)
     assert BOT_TOKEN not in caplog.text and SIGNING_SECRET not in caplog.text
+
+
+async def test_event_the_bridge_could_not_accept_gets_no_200_so_slack_retries(
+    slack, openai_fake, running
+):
+    bridge, events = await start_http(running, slack, openai_fake)
+    accept = bridge.store.accept
+
+    async def disk_full_once(*args, **kwargs):
+        bridge.store.accept = accept
+        raise OSError("disk full")
+
+    bridge.store.accept = disk_full_once
+    payload = im("do not lose me")
+    assert (await events.post(payload)).status_code == 500  # not acknowledged: Slack retries
+    assert (await events.post(payload, retry_num=1)).status_code == 200
+    await slack.wait_posted(1)
+    assert await bridge.router.idle(5)
+    assert [p["text"] for p in slack.posted] == ["echo: do not lose me"]
