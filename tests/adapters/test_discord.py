@@ -265,7 +265,12 @@ async def test_readiness_reports_a_lost_gateway_until_it_is_back(fake, running):
     metrics = Metrics()
     adapter = DiscordAdapter(cfg.adapters.discord, metrics)
     bridge = await running(cfg, adapter)
-    gauge = metrics.adapter_connected.labels("discord")
+
+    def connected() -> float | None:
+        return metrics.registry.get_sample_value(
+            "botbridge_adapter_connected", {"platform": "discord"}
+        )
+
     assert (await bridge.readiness())["components"]["discord"]["ready"] is True
     fake.gateway_refused = True
     await fake.disconnect()
@@ -273,10 +278,10 @@ async def test_readiness_reports_a_lost_gateway_until_it_is_back(fake, running):
     readiness = await bridge.readiness()
     assert readiness["ready"] is False
     assert "disconnected" in readiness["components"]["discord"]["detail"]
-    assert gauge._value.get() == 0
+    assert connected() == 0
     fake.gateway_refused = False
     await eventually(lambda: adapter.health().ready, 10)
-    assert gauge._value.get() == 1
+    assert connected() == 1
     await fake.say(f"<@{BOT_ID}> hello again")
     assert (await posts(fake, 1))[0]["content"].endswith("] hello again")
 
@@ -329,3 +334,21 @@ async def test_probe_logs_in_over_rest_only(fake):
 def test_shard_ids_need_a_shard_count():
     with pytest.raises(ConfigError, match=r"adapters\.discord\.shard_ids: needs shard_count"):
         make_config({"adapters": {"discord": {"token": "t", "shard_ids": [0]}}})
+
+
+async def test_gateway_url_overrides_the_discovered_gateway(fake, running):
+    fake.advertised_gateway = "ws://127.0.0.1:9/nowhere"  # nothing listens there
+    await start(running, fake, gateway_url=fake.gateway_url)
+    await fake.say("through the configured gateway", dm=True)
+    assert (await posts(fake, 1))[0]["content"].endswith("] through the configured gateway")
+
+
+async def test_two_shards_each_identify_and_both_kinds_of_chat_are_answered(fake, running):
+    adapter = await start(running, fake, shard_count=2)
+    shards = sorted(op["d"]["shard"] for op in fake.gateway_ops if op["op"] == 2)
+    assert shards == [[0, 2], [1, 2]]
+    assert adapter.health().detail.endswith("(2 shards)")
+    await fake.say(f"<@{BOT_ID}> in the guild")
+    await fake.say("in a DM", dm=True)
+    contents = sorted(p["content"] for p in await posts(fake, 2))
+    assert contents[0].endswith("] in a DM") and contents[1].endswith("] in the guild")

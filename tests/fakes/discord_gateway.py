@@ -113,6 +113,7 @@ class FakeDiscord(FakeServer):
         self.heartbeat_interval_ms = 41250
         self._invalidate_resumes = 0
         self.gateway_refused = False  # True: new gateway connections get HTTP 503
+        self.advertised_gateway: str | None = None  # what gateway/bot names; None: this server
         super().__init__()
         self.app.on_response_prepare.append(self._like_discord)
 
@@ -278,7 +279,11 @@ class FakeDiscord(FakeServer):
             return self._unauthorized()
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
         return web.json_response(
-            {"url": self.gateway_url, "shards": 1, "session_start_limit": limit}
+            {
+                "url": self.advertised_gateway or self.gateway_url,
+                "shards": 1,
+                "session_start_limit": limit,
+            }
         )
 
     def _known_channel(self, channel_id: int) -> bool:
