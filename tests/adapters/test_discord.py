@@ -5,10 +5,16 @@ DM; assertions are about what people in the channel see.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from adapters.discord import DiscordAdapter
 from bridge.errors import ConfigError
@@ -352,3 +358,32 @@ async def test_two_shards_each_identify_and_both_kinds_of_chat_are_answered(fake
     await fake.say("in a DM", dm=True)
     contents = sorted(p["content"] for p in await posts(fake, 2))
     assert contents[0].endswith("] in a DM") and contents[1].endswith("] in the guild")
+
+
+async def botbridge_check(fake: FakeDiscord, token: str, tmp_path) -> tuple[int, str]:
+    """`botbridge check` in a child process (its own event loop) while the fake serves here."""
+    path = tmp_path / "config.yaml"
+    raw = {
+        "backends": {"echo": {"type": "echo"}},
+        "adapters": {"discord": {"token": "${DISCORD_TOKEN}", "api_base_url": fake.api_base_url}},
+    }
+    path.write_text(yaml.safe_dump(raw))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "check", "-c", str(path),
+        env={**os.environ, "DISCORD_TOKEN": token}, cwd=Path(__file__).parents[2],
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode or 0, out.decode()
+
+
+async def test_botbridge_check_prints_the_bots_name_and_never_the_token(fake, tmp_path):
+    code, out = await botbridge_check(fake, TOKEN, tmp_path)
+    assert code == 0, out
+    [line] = [line for line in out.splitlines() if line.startswith("adapter discord ")]
+    assert re.split(r"\s{2,}", line)[1:] == ["ok", f"botbridge (id {BOT_ID})"]
+    assert TOKEN not in out
+    code, out = await botbridge_check(fake, "wrong-token-value", tmp_path)
+    [line] = [line for line in out.splitlines() if line.startswith("adapter discord ")]
+    assert code == 1 and "FAILED" in line and "adapters.discord.token" in line
+    assert "wrong-token-value" not in out
