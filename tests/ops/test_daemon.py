@@ -167,6 +167,7 @@ async def test_telegram_readiness_metrics_and_drain_through_the_daemon(tmp_path)
             body = await running.ready(True, 15)
             assert body["components"]["telegram"] == {"ready": True, "detail": "polling"}
 
+            telegram.rate_limit_next("sendMessage", retry_after=1)  # one send is retried
             users = [user(100 + i, f"U{i}") for i in range(10)]
             for i, sender in enumerate(users):
                 await telegram.push(telegram.dm(sender, f"question {i}"))
@@ -183,6 +184,13 @@ async def test_telegram_readiness_metrics_and_drain_through_the_daemon(tmp_path)
             assert value(page, "botbridge_bridge_added_seconds_count", platform="telegram") == 10
             assert value(page, "botbridge_bridge_added_seconds_sum", platform="telegram") > 0
             assert value(page, "botbridge_adapter_connected", platform="telegram") == 1
+            retries = [
+                v
+                for (name, labels), v in page.items()
+                if name == "botbridge_platform_send_retries_total"
+                and ("platform", "telegram") in labels
+            ]
+            assert sum(retries) == 1
 
             # The fake stops answering getUpdates: red within the stall timeout plus a margin.
             telegram.stalled = True

@@ -178,3 +178,18 @@ def test_systemd_accepts_the_unit(tmp_path):
     match = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout)
     if security.returncode == 0 and match:
         assert float(match.group(1)) <= 2.0, security.stdout[-2000:]
+
+
+def test_config_example_documents_every_bridge_and_http_key():
+    from bridge.config import BridgeSettings, HttpSettings, StoreConfig, load_config
+
+    text = (ROOT / "config.example.yaml").read_text()
+    models = {"bridge": [BridgeSettings, StoreConfig], "http": [HttpSettings]}
+    for section, classes in models.items():
+        block = re.search(rf"# --- section: {section} ---\n(.*?)# --- /section", text, re.S)
+        assert block, section
+        for name in (field for cls in classes for field in cls.model_fields):
+            assert re.search(rf"^\s*(# )?{name}:", block.group(1), re.M), f"{section}.{name}"
+    config = load_config(ROOT / "config.example.yaml", env={})
+    assert config.bridge == BridgeSettings(state_dir=config.bridge.state_dir)  # all defaults
+    assert config.http == HttpSettings()
