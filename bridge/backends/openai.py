@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import OpenAIBackend as OpenAIConfig
-from ..errors import BadResponse, Unavailable
+from ..errors import BadResponse, Rejected, Unavailable
 from ..types import Answer, Session, Usage
 from . import _http
 
@@ -75,9 +75,14 @@ class OpenAIBackend:
         return Answer(text=content, usage=usage, state=state)
 
     async def probe(self) -> str:
-        response = await _http.send(
-            self._client, "GET", "models", config=self.config, backend=self.name
-        )
+        try:
+            response = await _http.send(
+                self._client, "GET", "models", config=self.config, backend=self.name
+            )
+        except Rejected as exc:
+            if exc.status == 404:  # a server without the list endpoint still answered us
+                return "reachable (no /models endpoint)"
+            raise
         data = _http.json_body(response)
         models = [m.get("id") for m in data.get("data", []) if isinstance(m, dict)]
         return (
