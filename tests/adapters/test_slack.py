@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import SecretStr
 
 from adapters.slack import SlackAdapter, SlackStartError
@@ -234,6 +238,22 @@ async def test_probe_names_bot_and_team(slack, openai_fake):
     assert await adapter.probe() == "bot botbridge in team Acme (socket mode)"
 
 
+async def test_botbridge_check_prints_bot_and_team(slack, openai_fake, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(slack_config(slack, openai_fake)))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "check", "-c", str(path),
+        cwd=Path(__file__).parents[2], env=dict(os.environ),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
+    assert proc.returncode == 0, out
+    line = next(line for line in out.splitlines() if line.startswith("adapter slack"))
+    assert line.split(None, 3)[2:] == ["ok", "bot botbridge in team Acme (socket mode)"]
+    assert BOT_TOKEN not in out and APP_TOKEN not in out
+    assert slack.methods() == ["auth.test", "apps.connections.open"]
+
+
 async def test_bad_tokens_fail_clearly_without_the_secret(slack, openai_fake, running):
     wrong = make_config(slack_config(slack, openai_fake)).adapters.slack.model_copy(
         update={"bot_token": SecretStr("xoxb-wrong-token-123456")}
@@ -256,3 +276,11 @@ async def test_tokens_never_reach_the_log(slack, openai_fake, running, caplog):
     assert "apps.connections.open" in caplog.text  # the log did see the calls
     assert BOT_TOKEN not in caplog.text
     assert APP_TOKEN not in caplog.text
+
+
+async def test_quick_messages_from_one_person_are_answered_in_order(slack, openai_fake, running):
+    await start(running, slack, openai_fake, progress_reaction=None)
+    for n in range(6):
+        await slack.push(im(f"message {n}"))
+    await slack.wait_posted(6)
+    assert [p["text"] for p in slack.posted] == [f"echo: message {n}" for n in range(6)]
