@@ -68,10 +68,13 @@ class DiscordAdapter:
             waiter.cancel()
         if self._ready.is_set():
             return
-        failed = self._task.done() and not self._task.cancelled() and self._task.exception()
+        ended = self._task.done()
+        failed = self._task.exception() if ended and not self._task.cancelled() else None
         await self.stop()
-        if failed:
+        if failed is not None:
             raise failed
+        if ended:
+            raise RuntimeError(f"discord: the client stopped before READY: {self._failure}")
         raise TimeoutError(
             f"discord: not connected after {self._config.ready_timeout:g}s "
             "(no READY from the gateway; see the log above)"
@@ -108,8 +111,10 @@ class DiscordAdapter:
         if client is not None:
             await client.close()
         if task is not None:
+            # Before READY discord.py may be sleeping between connection attempts: don't wait.
+            grace = STOP_TIMEOUT if self._ready.is_set() else 0.1
             try:
-                await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT)
+                await asyncio.wait_for(asyncio.shield(task), grace)
             except TimeoutError:
                 task.cancel()
             except Exception:

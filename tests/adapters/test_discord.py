@@ -387,3 +387,10 @@ async def test_botbridge_check_prints_the_bots_name_and_never_the_token(fake, tm
     [line] = [line for line in out.splitlines() if line.startswith("adapter discord ")]
     assert code == 1 and "FAILED" in line and "adapters.discord.token" in line
     assert "wrong-token-value" not in out
+
+
+async def test_unreachable_gateway_fails_start_up_clearly_and_quickly(fake, running):
+    fake.gateway_refused = True
+    with pytest.raises(TimeoutError, match=r"discord: not connected after 0\.5s"):
+        async with asyncio.timeout(3):
+            await start(running, fake, ready_timeout=0.5)
