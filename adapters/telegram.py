@@ -97,6 +97,7 @@ class TelegramAdapter:
             await self._with_retries("setWebhook", self._set_webhook)
             self._webhook_set = True
             self._problem = ""
+            self._metrics.adapter_connected.labels(self.platform).set(1)
             self._deliver = deliver
             log.info("telegram: @%s receives updates by webhook", self._me.username)
             return
@@ -127,6 +128,8 @@ class TelegramAdapter:
                 if attempt == START_ATTEMPTS or not _transient(exc):
                     raise TelegramFailure(f"{what} failed: {self._scrub(exc)}") from None
                 wait = self._config.retry_backoff * 2 ** (attempt - 1)
+                if isinstance(exc, RetryAfter):
+                    wait = _seconds(exc.retry_after)
                 log.warning(
                     "telegram %s failed (%s); retrying in %gs", what, self._scrub(exc), wait
                 )

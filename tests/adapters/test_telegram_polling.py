@@ -5,17 +5,21 @@ reaches the log."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import subprocess
+import sys
 
 import pytest
 
 from adapters.telegram import TelegramAdapter, TelegramFailure
+from bridge.cli import main
 from bridge.config import parse_config
 from bridge.errors import ConfigError
 from bridge.metrics import Metrics
 from tests.adapters.telegram_world import SECRET, start_world, telegram_section
 from tests.fakes.base import eventually
-from tests.fakes.telegram_api import FakeTelegram, user
+from tests.fakes.telegram_api import TOKEN, FakeTelegram, user
 
 ALICE = user(42, "Alice")
 
@@ -171,3 +175,28 @@ def test_stall_timeout_must_exceed_the_long_poll():
             {},
         )
     assert str(error.value).startswith("adapters.telegram.stall_timeout")
+
+
+def test_check_prints_the_bot_username_from_a_standalone_fake(tmp_path, capsys):
+    """`botbridge check` against `python -m tests.fakes.telegram_api` in its own process."""
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.telegram_api", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert fake.stdout is not None
+        url = fake.stdout.readline().split()[-1]  # "ready http://127.0.0.1:N"
+        config = tmp_path / "botbridge.yaml"
+        for token, expected in ((TOKEN, 0), ("1:WRONG-token-for-check", 1)):
+            section = {"token": token, "api_base_url": f"{url}/bot"}
+            config.write_text(
+                json.dumps({"backends": {"e": {"type": "echo"}}, "adapters": {"telegram": section}})
+            )
+            assert main(["check", "-c", str(config)]) == expected
+        out = capsys.readouterr().out
+        assert "@bridge_bot (id 7000001)" in out
+        assert "rejected the token" in out and "WRONG-token" not in out
+    finally:
+        fake.terminate()
+        fake.wait(5)
