@@ -7,6 +7,9 @@ that turns it into the user's apology. Texts never carry secrets: they hold what
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class BridgeError(Exception):
     """Base of every error the bridge raises deliberately."""
@@ -34,6 +37,9 @@ class BackendError(BridgeError):
         # False only when the request provably never reached the server (connect failed): the
         # one case where a non-idempotent call may be retried.
         self.sent = sent
+        # Session state the failed turn still created (a new thread id): saved by the router so
+        # the next turn continues that conversation instead of losing it.
+        self.state: Mapping[str, Any] | None = None
 
 
 class Timeout(BackendError):

@@ -232,6 +232,8 @@ class Router:
                 await self._reply(job, _too_long(exc.length, exc.limit), kind="notice")
                 return
             except BackendError as exc:
+                if exc.state is not None:
+                    await self._store.put_state(job.key, name, _keep_generation(exc.state, session))
                 self._failed(job, name, exc.cause, asked, f"{exc.cause}: {exc}")
                 await self._reply(job, self._settings.apology, kind="apology")
                 return

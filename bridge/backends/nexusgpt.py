@@ -25,7 +25,7 @@ from weakref import WeakKeyDictionary
 from aiolimiter import AsyncLimiter
 
 from ..config import NexusGPTBackend as NexusGPTConfig
-from ..errors import BadResponse, InputTooLong, Rejected, Timeout
+from ..errors import BackendError, BadResponse, InputTooLong, Rejected, Timeout
 from ..text import split
 from ..types import Answer, Session
 from . import _http
@@ -109,7 +109,12 @@ class NexusGPTBackend:
             log.info("backend %s: thread %s expired; sending again in a new one", self.name, thread)
             thread, cursor, waiting = await self._create(), None, 0
             await self._post(thread, parts)
-        answer = await self._poll(thread, cursor, waiting + len(parts) - 1, deadline)
+        try:
+            answer = await self._poll(thread, cursor, waiting + len(parts) - 1, deadline)
+        except BackendError as exc:
+            # Our message is in this thread: the next turn must continue it, late answer and all.
+            exc.state = {**session.state, "thread_id": thread, "cursor": cursor}
+            raise
         state = {**session.state, "thread_id": thread, "cursor": answer["id"]}
         return Answer(text=str(answer.get("content") or ""), state=state)
 

@@ -108,6 +108,20 @@ async def test_a_late_answer_is_never_posted_as_the_next_ones(ngpt, console, run
     assert console.texts().count("echo: first question") == 0
 
 
+async def test_a_first_turn_that_times_out_keeps_its_thread(ngpt, console, running):
+    await running(config(ngpt, poll_timeout=0.2), console)
+    ngpt.hold = True
+    await console.say("first question")
+    assert await console.replies(1) == [DEFAULT_APOLOGY]
+    ngpt.release()  # its answer arrives late
+    ngpt.hold = False
+    await console.say("second question")
+    assert (await console.replies(2))[1] == "echo: second question"
+    # The same thread carried on: the conversation was not lost with the first timeout.
+    assert len(ngpt.calls_to(THREAD, "POST")) == 1
+    assert len(posts(ngpt)) == 2
+
+
 async def test_expired_thread_is_replaced_and_the_message_sent_once(ngpt, console, running):
     await running(config(ngpt), console)
     await console.say("one")
