@@ -56,8 +56,12 @@ class _Counted:
 
     async def prepare_for_next_attempt_async(self, **kwargs: Any) -> None:
         self.metrics.send_retries.labels(PLATFORM, self.reason).inc()
-        request = kwargs["request"]
-        log.warning("slack %s: %s, retrying", request.url.rsplit("/", 1)[-1], self.reason)
+        method = kwargs["request"].url.rsplit("/", 1)[-1]
+        response = kwargs.get("response")
+        found = response.headers.items() if response is not None else ()
+        headers = {k.lower(): v for k, v in found}
+        wait = headers.get("retry-after", ["-"])[0]
+        log.warning("slack %s: %s, retrying (Retry-After %s)", method, self.reason, wait)
         await super().prepare_for_next_attempt_async(**kwargs)  # type: ignore[misc]
 
 
@@ -104,7 +108,7 @@ class SlackAdapter:
         except BaseException:
             await self.stop()
             raise
-        self.health()
+        self.health()  # sets botbridge_adapter_connected
         log.info(
             "slack: bot %s in team %s, %s",
             self._identity.get("user"),
