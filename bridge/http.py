@@ -52,7 +52,8 @@ class HttpServer:
             self._app.router.add_route(route.method, route.path, route.handler)
         self._runner: web.AppRunner | None = None
         self._watch: asyncio.Task[None] | None = None
-        self._last: dict[str, bool] = {}
+        self._last: dict[str, bool] = {}  # each component's state at the last check
+        self._was_ready: set[str] = set()
         self.port = port
 
     @property
@@ -112,15 +113,17 @@ class HttpServer:
             ready, detail = bool(state.get("ready")), state.get("detail", "")
             before = self._last.get(name)
             self._last[name] = ready
-            if before is None and ready:
-                log.info("%s is ready: %s", name, detail, extra={"platform": name})
-            elif before is not None and ready != before:
-                if ready:
-                    log.info("%s is ready again: %s", name, detail, extra={"platform": name})
-                else:
-                    log.warning("%s is not ready: %s", name, detail, extra={"platform": name})
+            if ready == before:
+                continue
+            context = {} if name == "store" else {"platform": name}
+            if ready:
+                again = " again" if name in self._was_ready else ""
+                self._was_ready.add(name)
+                log.info("%s is ready%s: %s", name, again, detail, extra=context)
             elif before is None:
-                log.info("%s is not ready yet: %s", name, detail, extra={"platform": name})
+                log.info("%s is not ready yet: %s", name, detail, extra=context)
+            else:
+                log.warning("%s is not ready: %s", name, detail, extra=context)
 
     async def _watching(self) -> None:
         while True:

@@ -92,8 +92,11 @@ async def test_health_readiness_metrics_and_webhook_on_one_port():
 async def test_readiness_turns_red_with_the_adapter_and_the_change_is_logged(caplog):
     caplog.set_level(logging.INFO, logger="bridge.http")
     console = ConsoleWithWebhook(user="ann")
+    console.state = Health(False, "connecting")
     bridge, client = await start(make_config(http_config(watch_interval=0.02)), console)
     try:
+        await eventually(lambda: "console is not ready yet: connecting" in caplog.text, 2)
+        console.state = Health(True, "reading stdin")
         await eventually(lambda: "console is ready: reading stdin" in caplog.text, 2)
         console.state = Health(False, "no getUpdates answer for 12s")
         ready = await client.get("/readyz")
