@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from .backends import Backend
-from .errors import BackendError
+from .errors import BackendError, CircuitOpen
 from .metrics import Metrics
 from .types import Answer, Session
 
@@ -23,16 +23,6 @@ log = logging.getLogger("bridge.breaker")
 TRIPPING_CAUSES = frozenset(
     {"timeout", "unavailable", "rate_limited", "bad_response", "auth", "internal"}
 )
-
-
-class CircuitOpen(BackendError):
-    """The backend is short-circuited: it failed repeatedly and its cool-down is not over."""
-
-    cause = "circuit_open"
-
-    def __init__(self, backend: str, retry_in: float) -> None:
-        super().__init__(f"backend {backend} is short-circuited for another {retry_in:.1f}s")
-        self.retry_in = retry_in
 
 
 class CircuitBreaker:

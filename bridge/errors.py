@@ -90,3 +90,13 @@ class InputTooLong(BackendError):
         super().__init__(f"message is {length} characters; this assistant takes at most {limit}")
         self.limit = limit
         self.length = length
+
+
+class CircuitOpen(BackendError):
+    """The backend is short-circuited: it failed repeatedly and its cool-down is not over."""
+
+    cause = "circuit_open"
+
+    def __init__(self, backend: str, retry_in: float) -> None:
+        super().__init__(f"backend {backend} is short-circuited for another {retry_in:.1f}s")
+        self.retry_in = retry_in

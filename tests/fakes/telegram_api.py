@@ -181,13 +181,7 @@ class FakeTelegram(FakeServer):
         return f"{self.url}/file/bot"
 
     async def start(self, port: int = 0) -> FakeTelegram:  # type: ignore[override]
-        self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=0.25
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self.start_on(port)
         return self
 
     # ------------------------------------------------------------------------- building updates

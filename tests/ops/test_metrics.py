@@ -3,7 +3,8 @@ errors, the bridge's own latency by stage, queues, and each backend's circuit.""
 
 from __future__ import annotations
 
-from bridge.breaker import CircuitBreaker, CircuitOpen
+from bridge.breaker import CircuitBreaker
+from bridge.errors import CircuitOpen
 from tests.conftest import RecordingConsole, make_config
 from tests.fakes.base import eventually
 from tests.ops.conftest import samples, value
