@@ -93,9 +93,11 @@ def raise_for_status(response: httpx.Response) -> None:
 
 
 def json_body(response: httpx.Response) -> Any:
+    # Invalid UTF-8 inside an otherwise good answer becomes U+FFFD: the user still gets the answer.
+    text = response.content.decode(response.encoding or "utf-8", errors="replace")
     try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json.loads(text)
+    except json.JSONDecodeError:
         raise BadResponse(
             f"HTTP {response.status_code}: body is not JSON: {response.text[:80]!r}"
         ) from None

@@ -152,6 +152,13 @@ async def test_control_characters_in_answers_are_sanitized(openai_fake, console,
     assert await console.replies(1) == ["clean text[31m"]
 
 
+async def test_invalid_utf8_in_an_answer_is_replaced_not_fatal(openai_fake, console, running):
+    openai_fake.reply = lambda body, headers: "caf<invalid-utf8>é ok"
+    await running(make_config(openai_config(openai_fake, "header")), console)
+    await console.say("go")
+    assert await console.replies(1) == ["caf\ufffd\ufffdé ok"]
+
+
 async def test_nanobot_llm_error_is_a_failure_not_an_answer(openai_fake, console, running, caplog):
     openai_fake.reply = lambda body, headers: "Error calling LLM: connection refused"
     await running(make_config(openai_config(openai_fake, "body")), console)

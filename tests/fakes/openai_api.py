@@ -7,6 +7,7 @@ nanobot's server, so tests can see what a server-side session would hold.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -50,21 +51,28 @@ class FakeOpenAI(FakeServer):
         if sid and self._record:
             self.sessions[sid].append(body["messages"][-1]["content"])
         content = self.reply(body, dict(request.headers))
-        return web.json_response(
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "model": self.model or "fake",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
-            }
-        )
+        if "<invalid-utf8>" in content:  # a server that mangles its encoding
+            payload = json.dumps(self._completion(content), ensure_ascii=False).encode()
+            return web.Response(
+                body=payload.replace(b"<invalid-utf8>", b"\xff\xfe"),
+                content_type="application/json",
+            )
+        return web.json_response(self._completion(content))
+
+    def _completion(self, content: str) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": self.model or "fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+        }
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.model or "fake"}]})
