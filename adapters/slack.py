@@ -186,7 +186,9 @@ class SlackAdapter:
                 await self._react("reactions_remove", inbound, name)
 
     async def _react(self, method: str, inbound: Inbound, name: str) -> bool:
-        client = self._require_client()
+        client = self._client
+        if client is None:
+            return False  # stopped meanwhile: the reaction is cosmetic, never an error
         try:
             await getattr(client, method)(
                 channel=inbound.chat_id, timestamp=inbound.message_id, name=name
