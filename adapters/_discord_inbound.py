@@ -94,4 +94,14 @@ def to_inbound(
         addressed=addressed,
         scope_id=scope_id,
         received_at=time.time(),
+        unsupported=_unreadable(message),
     )
+
+
+def _unreadable(message: discord.Message) -> str | None:
+    """What the model could not see: the user is told rather than answered half-blind."""
+    if message.attachments:
+        return "a file" if len(message.attachments) == 1 else "files"
+    if message.stickers:
+        return "a sticker"
+    return None

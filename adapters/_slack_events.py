@@ -60,7 +60,8 @@ def to_inbound(
     ts = event.get("ts")
     if kind not in ("message", "app_mention") or not (user and channel and ts):
         return None
-    if event.get("subtype") or event.get("bot_id") or user == bot_user_id:
+    subtype = event.get("subtype")
+    if (subtype and subtype != "file_share") or event.get("bot_id") or user == bot_user_id:
         return None  # edits, deletes, joins, other bots, and ourselves
     text = str(event.get("text") or "")
     im = is_im(event)
@@ -93,4 +94,6 @@ def to_inbound(
         addressed=addressed,
         scope_id=f"{channel}/{thread}" if threads_as_groups and thread else None,
         received_at=time.time(),
+        # The model cannot see files: the user is told so rather than answered half-blind.
+        unsupported="a file" if event.get("files") or subtype == "file_share" else None,
     )

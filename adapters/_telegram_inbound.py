@@ -14,21 +14,44 @@ from telegram.constants import ChatType
 
 from bridge.types import Addressed, ChatKind, Inbound
 
+# What a message can carry instead of text, as the user is told ("I can't take a photo").
+_MEDIA = (
+    ("photo", "a photo"), ("sticker", "a sticker"), ("voice", "a voice message"),
+    ("video_note", "a video message"), ("video", "a video"), ("animation", "an animation"),
+    ("audio", "an audio file"), ("document", "a file"), ("venue", "a place"),
+    ("location", "a location"), ("contact", "a contact"), ("poll", "a poll"),
+)  # fmt: skip
+
+
+def media_of(message: Message) -> str | None:
+    return next((what for attr, what in _MEDIA if getattr(message, attr, None)), None)
+
 
 def to_inbound(update: Update, me: User) -> Inbound | None:
-    """The `Inbound` for a new text message; None for anything the router need not see
-    (edits, channel posts, service messages, media without text)."""
+    """The `Inbound` for a new message; None for anything the router need not see (edits,
+    channel posts, service messages). Media is passed on as `unsupported` where it is for us
+    (a DM, or a reply to the bot) so the user is told why there is no answer."""
     message = update.message
-    if message is None or message.text is None or message.from_user is None:
+    if message is None or message.from_user is None:
         return None
     sender = message.from_user
     private = message.chat.type == ChatType.PRIVATE
+    unsupported = None
+    if message.text is None:
+        unsupported = media_of(message)
+        if unsupported is None:
+            return None  # a service message: joins, pins, title changes
     if sender.is_bot or sender.id == me.id:
         # Other bots (and anonymous admins, sent as GroupAnonymousBot) are never answered:
         # two bots answering each other would never stop.
-        addressed, text = Addressed.NOT, message.text
+        addressed, text = Addressed.NOT, message.text or ""
     elif private:
-        addressed, text = Addressed.DM, message.text
+        addressed, text = Addressed.DM, message.text or ""
+    elif unsupported:
+        replied = message.reply_to_message
+        author = replied.from_user if replied is not None else None
+        to_me = author is not None and author.id == me.id
+        addressed, text = (Addressed.REPLY if to_me else Addressed.NOT), ""
     else:
         addressed, text = addressing(message, me)
     topic = message.message_thread_id if message.is_topic_message else None
@@ -44,6 +67,7 @@ def to_inbound(update: Update, me: User) -> Inbound | None:
         thread_id=str(topic) if topic is not None else None,
         addressed=addressed,
         received_at=time.time(),
+        unsupported=unsupported,
     )
 
 

@@ -316,6 +316,11 @@ class Config(Strict):
             raise _PathError(
                 "bridge.default_backend", "required when more than one backend is configured"
             )
+        if not self.http.enabled:
+            for name, cfg in self.adapters.enabled().items():
+                if getattr(cfg, "mode", None) in ("webhook", "http"):
+                    why = f"must be true: adapters.{name} receives its events over HTTP"
+                    raise _PathError("http.enabled", why)
         return self
 
     def default_backend(self) -> str | None:

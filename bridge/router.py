@@ -120,7 +120,7 @@ class Router:
         started = self._clock()
         platform = inbound.platform
         self._metrics.message(platform, "received")
-        if inbound.addressed is Addressed.NOT or not inbound.text.strip():
+        if inbound.addressed is Addressed.NOT or not (inbound.text.strip() or inbound.unsupported):
             self._metrics.message(platform, "ignored")
             return False
         job = _Job(
@@ -203,7 +203,10 @@ class Router:
         inbound = job.inbound
         text = inbound.text.strip()
         command = command_of(text)
-        if command in ("start", "help"):
+        if inbound.unsupported:
+            self._metrics.message(inbound.platform, "refused")
+            await self._reply(job, _unsupported(inbound.unsupported), kind="notice")
+        elif command in ("start", "help"):
             await self._reply(job, self._settings.help_text or DEFAULT_HELP, kind="notice")
         elif command == "reset":
             await self._reset(job.key)
@@ -362,6 +365,10 @@ def _keep_generation(state: Mapping[str, object], session: Session) -> dict[str,
     if session.generation:
         merged["generation"] = session.generation
     return merged
+
+
+def _unsupported(what: str) -> str:
+    return f"I can only read text, so I can't take {what}. Please ask in words."
 
 
 def _too_long(length: int, limit: int) -> str:

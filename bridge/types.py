@@ -45,6 +45,9 @@ class Inbound:
     # its parent channel; a Slack thread may be its own group). None means chat_id.
     scope_id: str | None = None
     received_at: float = 0.0  # wall clock, seconds; set by the adapter or the router
+    # What the message carried that the bridge cannot pass on ("a photo", "a file"); the user is
+    # told so instead of getting silence or an answer to half a question.
+    unsupported: str | None = None
 
     @property
     def group_id(self) -> str:

@@ -394,3 +394,12 @@ async def test_unreachable_gateway_fails_start_up_clearly_and_quickly(fake, runn
     with pytest.raises(TimeoutError, match=r"discord: not connected after 0\.5s"):
         async with asyncio.timeout(3):
             await start(running, fake, ready_timeout=0.5)
+
+
+async def test_a_file_gets_a_short_reply_saying_why(fake, running):
+    await start(running, fake)
+    await fake.say("what is in this file?", dm=True, attachment="report.pdf")
+    [answer] = await posts(fake, 1)
+    assert answer["content"] == "I can only read text, so I can't take a file. Please ask in words."
+    await fake.say("and now in words", dm=True)
+    assert (await posts(fake, 2))[1]["content"] == f"[wx:dm:dc.{ALICE}] and now in words"

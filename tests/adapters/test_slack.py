@@ -284,3 +284,14 @@ async def test_quick_messages_from_one_person_are_answered_in_order(slack, opena
         await slack.push(im(f"message {n}"))
     await slack.wait_posted(6)
     assert [p["text"] for p in slack.posted] == [f"echo: message {n}" for n in range(6)]
+
+
+async def test_a_file_gets_a_short_reply_saying_why(slack, openai_fake, running):
+    await start(running, slack, openai_fake)
+    files = [{"id": "F01", "name": "chart.png", "mimetype": "image/png"}]
+    await slack.push(im("what does this show?", subtype="file_share", files=files))
+    [posted] = await slack.wait_posted(1)
+    assert posted["text"] == "I can only read text, so I can't take a file. Please ask in words."
+    assert openai_fake.calls == []
+    await slack.push(im("and in words?"))
+    assert (await slack.wait_posted(2))[1]["text"] == "echo: and in words?"

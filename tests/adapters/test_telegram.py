@@ -208,3 +208,30 @@ async def test_long_answer_arrives_in_order_within_telegram_limits(fake, running
     assert joined == long.strip().replace(" \n\n", "\n\n")
     assert "👋🏽" in texts[1] and "\ufffd" not in joined
     assert sent
+
+
+def with_photo(update: dict) -> dict:
+    message = dict(update["message"])
+    message.pop("text", None)
+    message.pop("entities", None)
+    message["photo"] = [{"file_id": "p1", "file_unique_id": "u1", "width": 90, "height": 90}]
+    message["caption"] = "what is in this picture?"
+    return {"message": message}
+
+
+async def test_a_photo_gets_a_short_reply_saying_why(world: World):
+    fake = world.fake
+    await world.send(with_photo(fake.dm(ALICE, "-")))
+    [answer] = await fake.wait_sent(1)
+    assert answer["text"] == "I can only read text, so I can't take a photo. Please ask in words."
+    await world.send(fake.group_message(TEAM, ALICE, "@bridge_bot hi"))
+    [_, first] = await fake.wait_sent(2)
+    not_for_us = with_photo(fake.group_message(TEAM, BOB, "-"))
+    to_the_bot = with_photo(fake.group_message(TEAM, ALICE, "-", reply_to=first))
+    await world.send(not_for_us, to_the_bot)
+    answers = await fake.wait_sent(3)
+    assert "can't take a photo" in answers[2]["text"]
+    assert answers[2]["reply_to"] == to_the_bot["message"]["message_id"]
+    await world.send(fake.dm(ALICE, "still there?"))
+    assert (await fake.wait_sent(4))[3]["text"] == "[wx:dm:tg.42] still there?"
+    assert len(fake.sent) == 4  # Bob's photo, not addressed to the bot, got nothing

@@ -127,3 +127,9 @@ def test_cli_exits_2_naming_the_key(tmp_path):
     )
     assert result.returncode == 2
     assert "backends.main.bogus: unknown key" in result.stderr
+
+
+def test_webhook_adapters_need_the_http_server():
+    raw = {"adapters": {"slack": {"bot_token": "x", "signing_secret": "y"}},
+           "backends": {"e": {"type": "echo"}}, "http": {"enabled": False}}
+    assert error_of(raw) == "http.enabled: must be true: adapters.slack receives its events over HTTP"

@@ -172,14 +172,22 @@ class FakeDiscord(FakeServer):
         dm: bool = False,
         reply_to: dict[str, Any] | None = None,
         webhook: bool = False,
+        attachment: str | None = None,
     ) -> dict[str, Any]:
-        """A user posts `content` (in the guild text channel unless `channel` or `dm`)."""
+        """A user posts `content` (in the guild text channel unless `channel` or `dm`), with a
+        file named `attachment` if given."""
         if dm:
             data = self._message(self.dm_channel(author), None, author, content, reply_to)
         else:
             data = self._message(
                 channel or self.channel_id, self.guild_id, author, content, reply_to
             )
+        if attachment:
+            data["attachments"] = [{
+                "id": str(self.snowflake()), "filename": attachment, "size": 1024,
+                "url": f"{self.url}/attachments/{attachment}",
+                "proxy_url": f"{self.url}/attachments/{attachment}",
+            }]  # fmt: skip
         if webhook:
             data["webhook_id"] = str(self.snowflake())
             data.pop("member", None)
