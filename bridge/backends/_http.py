@@ -7,6 +7,7 @@ that is not idempotent is retried only when it provably never reached the server
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
@@ -176,9 +177,16 @@ async def send(
 
     async def attempt() -> httpx.Response:
         try:
-            response = await client.request(method, url, headers=headers, json=json, params=params)
+            # httpx's read timeout restarts with every chunk: a server dripping bytes could hold
+            # the user forever. `timeout` bounds the whole attempt.
+            async with asyncio.timeout(config.timeout):
+                response = await client.request(
+                    method, url, headers=headers, json=json, params=params
+                )
         except httpx.TransportError as exc:
             raise _map_transport_error(exc) from None
+        except TimeoutError:
+            raise Timeout(f"no complete answer in {config.timeout:g}s") from None
         raise_for_status(response)
         return response
 

@@ -71,3 +71,9 @@ async def test_slow_answer_times_out(openai_fake):
     openai_fake.slow_next(2, times=3)
     with pytest.raises(Timeout):
         await post(openai_fake.url, idempotent=True, timeout=0.2, max_retries=0)
+
+
+async def test_a_server_dripping_bytes_is_cut_off_at_the_total_timeout(openai_fake):
+    openai_fake.drip_next(5)  # each byte within the read timeout, the whole far beyond it
+    with pytest.raises(Timeout, match=r"no complete answer in 0\.5s"):
+        await post(openai_fake.url, idempotent=True, timeout=0.5, max_retries=0)

@@ -4,6 +4,7 @@ of every request, and fault switches that apply to the next matching requests.
     server.fail_next(503)                      # next request gets HTTP 503
     server.fail_next(429, retry_after=1)       # 429 with Retry-After: 1
     server.slow_next(2.0)                      # next answer comes 2 s late
+    server.drip_next(5.0)                      # 200 at once, then a byte every 50 ms for 5 s
     server.drop_next()                         # connection closed without an answer
     server.malformed_next()                    # HTTP 200 with a body that is not JSON
     server.fail_next(500, path="/v1/chat", times=3, body={"error": {"message": "boom"}})
@@ -44,7 +45,7 @@ class Call:
 
 @dataclass
 class Fault:
-    kind: str  # "status", "slow", "drop", "malformed"
+    kind: str  # "status", "slow", "drop", "malformed", "drip"
     times: int = 1
     path: str | None = None  # applies to paths starting with this; None: any
     status: int = 500
@@ -119,6 +120,10 @@ class FakeServer:
     def drop_next(self, *, times: int = 1, path: str | None = None) -> Fault:
         return self._add(Fault("drop", times, path))
 
+    def drip_next(self, duration: float, *, times: int = 1, path: str | None = None) -> Fault:
+        """Answer 200 at once, then send the body a byte at a time for `duration` seconds."""
+        return self._add(Fault("drip", times, path, delay=duration))
+
     def malformed_next(self, *, times: int = 1, path: str | None = None) -> Fault:
         return self._add(Fault("malformed", times, path))
 
@@ -157,6 +162,15 @@ class FakeServer:
                 assert request.transport is not None
                 request.transport.abort()
                 raise asyncio.CancelledError  # aiohttp drops the handler quietly
+            elif fault.kind == "drip":
+                response = web.StreamResponse(headers={"Content-Type": "application/json"})
+                await response.prepare(request)
+                deadline = asyncio.get_running_loop().time() + fault.delay
+                while asyncio.get_running_loop().time() < deadline:
+                    await response.write(b" ")
+                    await asyncio.sleep(0.05)  # the drip's pace, not synchronisation
+                await response.write_eof(b"{}")
+                return response
             elif fault.kind == "malformed":
                 return web.Response(status=200, text="<html>not json", content_type="text/html")
             elif fault.kind == "status":
