@@ -198,3 +198,38 @@ async def send(
         reraise=True,
     )
     return await retrying(attempt)
+
+
+class Api:
+    """One backend's way to its API: the shared client, the retry policy and the name for logs."""
+
+    def __init__(
+        self,
+        name: str,
+        config: BackendBase,
+        *,
+        base_url: str = "",
+        headers: Mapping[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.client = make_client(config, base_url=base_url, headers=headers, verify=verify)
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        idempotent: bool = True,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        return await send(
+            self.client, method, url, config=self.config, backend=self.name,
+            idempotent=idempotent, headers=headers, json=json, params=params,
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

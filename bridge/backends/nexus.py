@@ -35,7 +35,7 @@ class NexusBackend:
             "x-api-command": config.command,
         }
         self._url = config.base_url.rstrip("/") + "/api/v3/"
-        self._client = _http.make_client(config, headers=headers, verify=_tls(name, config))
+        self._api = _http.Api(name, config, headers=headers, verify=_tls(name, config))
 
     async def ask(self, session: Session, text: str) -> Answer:
         cfg = self.config
@@ -64,13 +64,8 @@ class NexusBackend:
 
     async def _interact(self, prompt: str) -> tuple[str, Usage]:
         # The call changes nothing on the server (no conversation is kept): safe to retry.
-        response = await _http.send(
-            self._client,
-            "POST",
-            self._url,
-            config=self.config,
-            backend=self.name,
-            json={"id": self.config.instance, "prompt": prompt},
+        response = await self._api.call(
+            "POST", self._url, json={"id": self.config.instance, "prompt": prompt}
         )
         result = _unwrap(_http.json_body(response))
         answer = result.get("response")
@@ -106,7 +101,7 @@ class NexusBackend:
         return f"instance {self.config.instance} answered {answer[:40]!r}{tokens}"
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._api.aclose()
 
 
 def _tls(name: str, config: NexusConfig) -> ssl.SSLContext | bool:

@@ -71,7 +71,8 @@ class NexusGPTBackend:
         self.name = name
         self.config = config
         self._limiters = limiters
-        self._client = _http.make_client(
+        self._api = _http.Api(
+            name,
             config,
             base_url=config.base_url.rstrip("/") + "/api/public/",
             headers={"api-key": config.api_key.get_secret_value()},
@@ -127,7 +128,7 @@ class NexusGPTBackend:
 
     async def _create(self) -> str:
         # An empty thread: resending the call can at worst leave an unused thread behind.
-        response = await self._send("POST", "thread", json={})
+        response = await self._api.call("POST", "thread", json={})
         body = _http.json_body(response)
         if not isinstance(body, dict) or not body.get("id"):
             raise BadResponse(f"thread created without an id: {str(body)[:120]!r}")
@@ -137,7 +138,7 @@ class NexusGPTBackend:
         for part in parts:
             await self.limiter.acquire()
             try:
-                await self._send(
+                await self._api.call(
                     "POST", _messages_path(thread), json={"content": part}, idempotent=False
                 )
             except Rejected as exc:
@@ -165,23 +166,18 @@ class NexusGPTBackend:
             params: dict[str, Any] = {"limit": _PAGE, "order": "asc"}
             if cursor:
                 params["after"] = cursor
-            response = await self._send("GET", _messages_path(thread), params=params)
+            response = await self._api.call("GET", _messages_path(thread), params=params)
             page = _messages(_http.json_body(response))
             found.extend(page)
             if len(page) < _PAGE:
                 return found
             cursor = str(page[-1]["id"])
 
-    async def _send(self, method: str, path: str, **kwargs: Any):
-        return await _http.send(
-            self._client, method, path, config=self.config, backend=self.name, **kwargs
-        )
-
     async def probe(self) -> str:
         # Reading a thread that cannot exist creates nothing and queues nothing, yet the key is
         # checked first: 404 means the key was accepted, 401 that it was not.
         try:
-            await self._send(
+            await self._api.call(
                 "GET", _messages_path(_PROBE_THREAD), params={"limit": 1}, idempotent=True
             )
         except Rejected as exc:
@@ -190,7 +186,7 @@ class NexusGPTBackend:
         return "api key accepted (read of a nonexistent thread: not found)"
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._api.aclose()
 
 
 def backoff(initial: float, factor: float, cap: float) -> Iterator[float]:

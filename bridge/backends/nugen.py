@@ -20,8 +20,8 @@ class NugenBackend:
     def __init__(self, name: str, config: NugenConfig) -> None:
         self.name = name
         self.config = config
-        self._client = _http.make_client(
-            config, headers={"Authorization": f"Bearer {config.token.get_secret_value()}"}
+        self._api = _http.Api(
+            name, config, headers={"Authorization": f"Bearer {config.token.get_secret_value()}"}
         )
         self._url = (
             f"{config.base_url.rstrip('/')}/api/v3/answer-engine/"
@@ -41,12 +41,9 @@ class NugenBackend:
             body["conv_thread_id"] = thread
         if cfg.prompt_id:
             body["prompt_id"] = cfg.prompt_id
-        response = await _http.send(
-            self._client,
+        response = await self._api.call(
             "POST",
             self._url,
-            config=cfg,
-            backend=self.name,
             json=body,
             # A resent turn that did reach the server would be in the thread twice; a first
             # turn only leaves an unused thread behind, so it may be resent.
@@ -62,12 +59,9 @@ class NugenBackend:
     async def probe(self) -> str:
         # The API offers no listing or health call: the probe asks one short question, in a
         # thread of its own.
-        response = await _http.send(
-            self._client,
+        response = await self._api.call(
             "POST",
             self._url,
-            config=self.config,
-            backend=self.name,
             json={
                 "query": "ping",
                 "model_llm": self.config.model_llm,
@@ -81,7 +75,7 @@ class NugenBackend:
         return f"engine {self.config.engine_id} answered ({self.config.model_llm})"
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._api.aclose()
 
 
 def _usage(raw: Any) -> Usage:

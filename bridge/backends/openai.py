@@ -26,8 +26,8 @@ class OpenAIBackend:
         headers = {}
         if config.api_key is not None:
             headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
-        self._client = _http.make_client(
-            config, base_url=config.base_url.rstrip("/") + "/", headers=headers
+        self._api = _http.Api(
+            name, config, base_url=config.base_url.rstrip("/") + "/", headers=headers
         )
 
     async def ask(self, session: Session, text: str) -> Answer:
@@ -49,15 +49,7 @@ class OpenAIBackend:
         elif cfg.session == "body":
             body[cfg.session_field] = session.wire_id
 
-        response = await _http.send(
-            self._client,
-            "POST",
-            "chat/completions",
-            config=cfg,
-            backend=self.name,
-            headers=headers,
-            json=body,
-        )
+        response = await self._api.call("POST", "chat/completions", headers=headers, json=body)
         content, usage = _parse(_http.json_body(response))
         if content.startswith(_NANOBOT_FAILURE):
             raise Unavailable(f"server reports its LLM failed: {content[:200]}")
@@ -76,9 +68,7 @@ class OpenAIBackend:
 
     async def probe(self) -> str:
         try:
-            response = await _http.send(
-                self._client, "GET", "models", config=self.config, backend=self.name
-            )
+            response = await self._api.call("GET", "models")
         except Rejected as exc:
             if exc.status == 404:  # a server without the list endpoint still answered us
                 return "reachable (no /models endpoint)"
@@ -90,7 +80,7 @@ class OpenAIBackend:
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._api.aclose()
 
 
 def _parse(data: Any) -> tuple[str, Usage]:

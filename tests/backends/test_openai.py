@@ -7,7 +7,6 @@ import socket
 
 import pytest
 
-from bridge.backends import _http
 from bridge.backends.openai import OpenAIBackend
 from bridge.errors import AuthFailed, BadResponse, RateLimited, Rejected, Unavailable
 from bridge.types import Session
@@ -66,8 +65,7 @@ async def test_non_idempotent_post_is_not_resent_after_a_drop(openai_fake):
     backend = backend_for(openai_fake)
     try:
         with pytest.raises(Unavailable, match="connection failed"):
-            await _http.send(backend._client, "POST", "chat/completions", config=backend.config,
-                             backend="main", json={}, idempotent=False)  # fmt: skip
+            await backend._api.call("POST", "chat/completions", json={}, idempotent=False)
     finally:
         await backend.aclose()
     assert len(openai_fake.calls) == 1
@@ -85,8 +83,7 @@ async def test_connect_failure_is_resent_even_for_a_post(caplog):
     caplog.set_level(logging.WARNING, logger="bridge.backends")
     try:
         with pytest.raises(Unavailable, match="cannot connect"):
-            await _http.send(backend._client, "POST", "chat/completions", config=backend.config,
-                             backend="main", json={}, idempotent=False)  # fmt: skip
+            await backend._api.call("POST", "chat/completions", json={}, idempotent=False)
     finally:
         await backend.aclose()
     assert "attempt 1 failed" in caplog.text  # provably never sent: safe to try again
