@@ -191,3 +191,13 @@ async def test_reset_clears_bridge_kept_history(openai_fake, console, running):
         "Done: the next message starts a fresh conversation.",
         "1",
     ]
+
+
+async def test_raw_session_keys_carry_the_platform_ids_as_they_are(openai_fake, console, running):
+    config = make_config({**openai_config(openai_fake, "header"), "bridge": {"session_keys": "raw"}})
+    await running(config, console)
+    await console.say("hi")
+    await console.say("hi all", user="bob", group="team")
+    await console.replies(2)
+    keys = [c.headers["x-session-key"] for c in openai_fake.calls_to("/v1/chat/completions")]
+    assert sorted(keys) == ["wx:dm:alice", "wx:group:team:user:bob"]
