@@ -5,24 +5,7 @@ from __future__ import annotations
 
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram, user
-from tests.ops.test_daemon import daemon, stop
-
-
-def telegram_config(telegram: FakeTelegram, llm: FakeOpenAI) -> dict:
-    return {
-        "backends": {"main": {"type": "openai", "base_url": llm.base_url, "max_retries": 0}},
-        "adapters": {
-            "telegram": {
-                "token": telegram.token,
-                "api_base_url": telegram.base_url,
-                "api_file_url": telegram.file_url,
-                "poll_timeout": 1,
-                "stall_timeout": 2,
-                "retry_backoff": 0.05,
-                "max_backoff": 0.2,
-            }
-        },
-    }
+from tests.ops.test_daemon import daemon, stop, telegram_config
 
 
 async def test_a_question_in_flight_when_the_daemon_is_killed_is_answered_once_after_restart(

@@ -143,25 +143,27 @@ async def test_a_port_in_use_is_one_error_line_and_exit_1(tmp_path):
     assert "could not start: OSError" in err.decode() and "Traceback" not in err.decode()
 
 
+def telegram_config(telegram: FakeTelegram, llm: FakeOpenAI) -> dict:
+    """The daemon's config for the fake Telegram and OpenAI servers, with short timeouts."""
+    return {
+        "backends": {"main": {"type": "openai", "base_url": llm.base_url, "max_retries": 0}},
+        "adapters": {
+            "telegram": {
+                "token": telegram.token,
+                "api_base_url": telegram.base_url,
+                "api_file_url": telegram.file_url,
+                "poll_timeout": 1,
+                "stall_timeout": 2,
+                "retry_backoff": 0.05,
+                "max_backoff": 0.2,
+            }
+        },
+    }
+
+
 async def test_telegram_readiness_metrics_and_drain_through_the_daemon(tmp_path):
     async with FakeTelegram() as telegram, FakeOpenAI() as llm:
-        config = {
-            "backends": {
-                "main": {"type": "openai", "base_url": llm.base_url, "max_retries": 0}
-            },
-            "adapters": {
-                "telegram": {
-                    "token": telegram.token,
-                    "api_base_url": telegram.base_url,
-                    "api_file_url": telegram.file_url,
-                    "poll_timeout": 1,
-                    "stall_timeout": 2,
-                    "retry_backoff": 0.05,
-                    "max_backoff": 0.2,
-                }
-            },
-            "bridge": {"drain_timeout": 10},
-        }
+        config = {**telegram_config(telegram, llm), "bridge": {"drain_timeout": 10}}
         async with daemon(tmp_path, config) as running:
             # Green once a getUpdates round trip completed.
             body = await running.ready(True, 15)
