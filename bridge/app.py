@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from . import __version__
+from .access import Gate
 from .adapter import Adapter, Health
 from .backends import Backend, build_backend
 from .breaker import GuardedBackend, guard
@@ -82,6 +83,7 @@ class Bridge:
             routes=config.routes,
             default_backend=config.default_backend(),
             metrics=self.metrics,
+            gate=Gate(config.access, self.store),
         )
         serve = config.http.enabled if serve_http is None else serve_http
         self.http = (

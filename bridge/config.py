@@ -285,10 +285,9 @@ class HttpSettings(Strict):
 IdList = str | list[str]
 
 
-class Route(Strict):
-    """First matching rule wins; an unset field matches anything."""
+class Match(Strict):
+    """What a rule matches on; an unset field matches anything. First matching rule wins."""
 
-    backend: str
     platform: str | None = None
     kind: Literal["dm", "group"] | None = None
     workspace: IdList | None = None
@@ -296,10 +295,44 @@ class Route(Strict):
     user: IdList | None = None
 
 
+class Route(Match):
+    backend: str
+
+
+class AccessRule(Match):
+    allow: bool
+
+
+class RateLimit(Strict):
+    messages: int = Field(ge=1)
+    per_seconds: float = Field(gt=0)
+
+
+class AccessSettings(Strict):
+    """Who may use the bot, and how often: the operator's guard on their LLM bill."""
+
+    rules: list[AccessRule] = []
+    default: Literal["allow", "deny"] = "allow"
+    denied_reply: str | None = "Sorry, this bot is not open to you."
+    rate_limit: RateLimit | None = None  # per user, over all their chats
+    rate_limited_reply: str | None = (
+        "You're sending messages faster than I can answer. Please try again in {wait} seconds."
+    )
+
+    @model_validator(mode="after")
+    def _reply_formats(self) -> AccessSettings:
+        try:
+            (self.rate_limited_reply or "").format(wait=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"rate_limited_reply: only {{wait}} may be used ({exc!r})") from None
+        return self
+
+
 class Config(Strict):
     bridge: BridgeSettings = BridgeSettings()
     backends: dict[str, BackendConfig] = {}
     routes: list[Route] = []
+    access: AccessSettings = AccessSettings()
     adapters: Adapters = Adapters()
     http: HttpSettings = HttpSettings()
 
@@ -341,12 +374,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 def _substitute(value: Any, path: str, env: dict[str, str]) -> Any:
     if isinstance(value, dict):
-        # A key left empty in YAML (`adapters:` with everything below commented out) is unset.
-        return {
-            k: _substitute(v, f"{path}.{k}" if path else str(k), env)
-            for k, v in value.items()
-            if v is not None
-        }
+        return {k: _substitute(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
     if isinstance(value, list):
         return [_substitute(v, f"{path}.{i}", env) for i, v in enumerate(value)]
     if not isinstance(value, str):
@@ -402,6 +430,11 @@ def parse_config(raw: Any, env: dict[str, str] | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError("", "the config file must be a mapping of sections")
     data = _substitute(raw, "", dict(os.environ) if env is None else env)
+    # A section left empty (`adapters:` with everything below commented out) is unset; elsewhere
+    # null is a value (`denied_reply: null` means no reply).
+    data = {k: v for k, v in data.items() if v is not None}
+    if isinstance(data.get("adapters"), dict):
+        data["adapters"] = {k: v for k, v in data["adapters"].items() if v is not None}
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -15,7 +15,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 _ADDED_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BACKEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
-OUTCOMES = ("received", "answered", "ignored", "refused", "failed", "duplicate")
+OUTCOMES = (
+    "received", "answered", "ignored", "refused", "denied", "rate_limited", "failed", "duplicate"
+)  # fmt: skip
 # Where the bridge-added time goes: receipt → backend call, backend answer → platform accept.
 STAGES = ("to_backend", "to_platform")
 CIRCUIT_STATES = {"closed": 0, "open": 1, "half_open": 2}

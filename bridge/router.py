@@ -16,8 +16,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .access import Gate, matches
 from .backends import Backend
-from .config import BridgeSettings, Route
+from .config import AccessSettings, BridgeSettings, Route
 from .errors import BackendError, InputTooLong
 from .lanes import Lanes
 from .metrics import Metrics
@@ -72,21 +73,6 @@ def command_of(text: str) -> str | None:
     return word.split("@", 1)[0].lower() or None
 
 
-def route_matches(route: Route, inbound: Inbound) -> bool:
-    def ok(wanted: str | list[str] | None, actual: str | None) -> bool:
-        if wanted is None:
-            return True
-        return actual is not None and actual in ([wanted] if isinstance(wanted, str) else wanted)
-
-    return (
-        ok(route.platform, inbound.platform)
-        and ok(route.kind, inbound.kind.value)
-        and ok(route.workspace, inbound.workspace)
-        and ok(route.chat, inbound.chat_id)
-        and ok(route.user, inbound.sender_id)
-    )
-
-
 class Router:
     def __init__(
         self,
@@ -98,6 +84,7 @@ class Router:
         routes: Sequence[Route] = (),
         default_backend: str | None = None,
         metrics: Metrics | None = None,
+        gate: Gate | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._store = store
@@ -107,6 +94,7 @@ class Router:
         self._routes = list(routes)
         self._default = default_backend or next(iter(backends), None)
         self._metrics = metrics or Metrics()
+        self._gate = gate or Gate(AccessSettings(), store)  # allows everyone, no limit
         self._clock = clock
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._lanes = Lanes(on_change=self._lanes_changed)
@@ -203,7 +191,12 @@ class Router:
         inbound = job.inbound
         text = inbound.text.strip()
         command = command_of(text)
-        if inbound.unsupported:
+        if not self._gate.allows(inbound):
+            self._metrics.message(inbound.platform, "denied")
+            log.info("access denied", extra=_context(job))
+            if self._gate.denied_reply:
+                await self._reply(job, self._gate.denied_reply, kind="notice")
+        elif inbound.unsupported:
             self._metrics.message(inbound.platform, "refused")
             await self._reply(job, _unsupported(inbound.unsupported), kind="notice")
         elif command in ("start", "help"):
@@ -216,6 +209,11 @@ class Router:
             await self._reply(
                 job, _too_long(len(text), self._settings.max_input_chars), kind="notice"
             )
+        elif limited := await self._gate.limit(inbound):
+            self._metrics.message(inbound.platform, "rate_limited")
+            if limited.first and self._gate.limited_reply:
+                wait = f"{max(1, round(limited.wait)):d}"
+                await self._reply(job, self._gate.limited_reply.format(wait=wait), kind="notice")
         else:
             await self._ask(job, text)
 
@@ -309,7 +307,7 @@ class Router:
 
     def backend_for(self, inbound: Inbound) -> str:
         for route in self._routes:
-            if route_matches(route, inbound):
+            if matches(route, inbound):
                 return route.backend
         if self._default is None:
             raise LookupError("no backend configured")

@@ -38,6 +38,10 @@ class Store(Protocol):
     async def sessions(self) -> int:
         """How many sessions have state (for the open-sessions gauge)."""
 
+    async def hit(self, key: str, window: float, now: float) -> int:
+        """Count one event for `key` in the fixed window of `window` seconds holding `now`;
+        the count so far in that window, this one included (rate limits)."""
+
 
 def open_store(settings: BridgeSettings) -> Store:
     if settings.store.type == "redis":

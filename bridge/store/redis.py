@@ -79,5 +79,14 @@ class RedisStore:
         await self.redis.hset(self._key("state", backend), session_key, json.dumps(dict(state)))
         await self.redis.sadd(self._key("sessions"), session_key)
 
+    async def hit(self, key: str, window: float, now: float) -> int:
+        start = int(now // window)
+        name = self._key("rate", key, str(start))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(name)
+            pipe.expire(name, int(window) + 1, nx=True)  # the window's counter outlives it briefly
+            count, _ = await pipe.execute()
+        return int(count)
+
     async def sessions(self) -> int:
         return int(await self.redis.scard(self._key("sessions")))

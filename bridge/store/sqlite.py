@@ -21,6 +21,11 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_expires ON events (expires);
 CREATE INDEX IF NOT EXISTS events_pending ON events (accepted) WHERE payload IS NOT NULL;
+CREATE TABLE IF NOT EXISTS rates (
+    key TEXT PRIMARY KEY,
+    window_start REAL NOT NULL,
+    count INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS state (
     session_key TEXT NOT NULL,
     backend TEXT NOT NULL,
@@ -102,6 +107,20 @@ class SqliteStore:
             " SET value = excluded.value, updated = excluded.updated",
             (session_key, backend, json.dumps(dict(state)), self._clock()),
         )
+
+    async def hit(self, key: str, window: float, now: float) -> int:
+        start = now - now % window
+        # One row per key: a new window starts the count again (the CASE sees the old row).
+        rows = await self.db.execute_fetchall(
+            "INSERT INTO rates (key, window_start, count) VALUES (?, ?, 1)"
+            " ON CONFLICT (key) DO UPDATE SET"
+            " count = CASE WHEN rates.window_start = excluded.window_start"
+            " THEN rates.count + 1 ELSE 1 END,"
+            " window_start = excluded.window_start"
+            " RETURNING count",
+            (key, start),
+        )
+        return int(rows[0][0])
 
     async def sessions(self) -> int:
         rows = await self.db.execute_fetchall("SELECT COUNT(DISTINCT session_key) FROM state")

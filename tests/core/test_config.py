@@ -133,3 +133,15 @@ def test_webhook_adapters_need_the_http_server():
     raw = {"adapters": {"slack": {"bot_token": "x", "signing_secret": "y"}},
            "backends": {"e": {"type": "echo"}}, "http": {"enabled": False}}
     assert error_of(raw) == "http.enabled: must be true: adapters.slack receives its events over HTTP"
+
+
+def test_null_is_a_value_but_an_empty_section_is_unset():
+    raw = yaml.safe_load(
+        "bridge:\nadapters:\n  telegram:\n  slack:\n    bot_token: x\n    app_token: y\n"
+        "    progress_reaction: null\nbackends:\n  e:\n    type: echo\n"
+        "access:\n  denied_reply: null\n"
+    )
+    config = parse_config(raw, {})
+    assert config.adapters.telegram is None
+    assert config.adapters.slack.progress_reaction is None  # no reaction, as documented
+    assert config.access.denied_reply is None

@@ -91,3 +91,10 @@ async def test_sqlite_survives_reopen(tmp_path):
     assert await second.get_state("k", "b") == {"v": 1}
     assert not await second.accept("e", {}, ttl=60)
     await second.close()
+
+
+async def test_hits_count_per_key_within_a_window(store):
+    assert [await store.hit("tg.42", 60, 120.0) for _ in range(3)] == [1, 2, 3]
+    assert await store.hit("tg.43", 60, 130.0) == 1  # another person's count
+    assert await store.hit("tg.42", 60, 179.9) == 4  # same window [120, 180)
+    assert await store.hit("tg.42", 60, 180.0) == 1  # a new window starts over
