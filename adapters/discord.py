@@ -153,7 +153,6 @@ class DiscordAdapter:
             self._down_since = time.monotonic()
         elif up:
             self._down_since = None
-        self._metrics.adapter_connected.labels(self.platform).set(1 if up else 0)
 
     async def on_message(self, message: discord.Message) -> None:
         client = self._client

@@ -108,7 +108,6 @@ class SlackAdapter:
         except BaseException:
             await self.stop()
             raise
-        self.health()  # sets botbridge_adapter_connected
         log.info(
             "slack: bot %s in team %s, %s",
             self._identity.get("user"),
@@ -128,20 +127,14 @@ class SlackAdapter:
         if session is not None:
             await session.close()
         self._client = None
-        self._metrics.adapter_connected.labels(PLATFORM).set(0)
 
     def health(self) -> Health:
         if self._client is None or self._app is None:
-            health = Health(False, "not started")
-        elif self._socket is not None:
+            return Health(False, "not started")
+        if self._socket is not None:
             connected = _socket_connected(self._socket)
-            health = Health(
-                connected, "socket mode " + ("connected" if connected else "reconnecting")
-            )
-        else:
-            health = Health(True, f"HTTP events on {self._cfg.events_path}")
-        self._metrics.adapter_connected.labels(PLATFORM).set(1 if health.ready else 0)
-        return health
+            return Health(connected, f"socket mode {'connected' if connected else 'reconnecting'}")
+        return Health(True, f"HTTP events on {self._cfg.events_path}")
 
     async def probe(self) -> str:
         async with aiohttp.ClientSession() as session:

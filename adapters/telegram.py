@@ -97,7 +97,6 @@ class TelegramAdapter:
             await self._with_retries("setWebhook", self._set_webhook)
             self._webhook_set = True
             self._problem = ""
-            self._metrics.adapter_connected.labels(self.platform).set(1)
             self._deliver = deliver
             log.info("telegram: @%s receives updates by webhook", self._me.username)
             return
@@ -144,7 +143,6 @@ class TelegramAdapter:
             self._supervisor = None
             await self._confirm_offset()
         await self._app.shutdown()  # closes both connections; a no-op if never initialized
-        self._metrics.adapter_connected.labels(self.platform).set(0)
 
     async def _confirm_offset(self) -> None:
         """Tell Telegram which updates were accepted, so a restart does not fetch them again
@@ -172,7 +170,6 @@ class TelegramAdapter:
             self.restarts += 1
             quiet = time.monotonic() - max(self._last_ok or 0.0, self._poll_started)
             self._problem = f"no getUpdates round trip for {quiet:.0f}s; poller restarted"
-            self._metrics.adapter_connected.labels(self.platform).set(0)
             wait = self._backoff(self.restarts)
             log.warning(
                 "telegram: no getUpdates round trip for %.1fs: restarting the poller in %gs "
@@ -233,14 +230,12 @@ class TelegramAdapter:
         self._last_ok = time.monotonic()
         self._conflict = False
         self._problem = ""
-        self._metrics.adapter_connected.labels(self.platform).set(1)
 
     def _poll_failed(self, exc: Exception, failures: int) -> float:
         """Log (once per streak at warning level) and return how long to wait."""
         wait = self._backoff(failures)
         if isinstance(exc, Conflict):
             self._conflict = True
-            self._metrics.adapter_connected.labels(self.platform).set(0)
             detail = (
                 f"409 Conflict from getUpdates ({self._scrub(exc)}): only one process may poll "
                 "a bot token; stop the other poller or use webhook mode"

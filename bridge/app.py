@@ -135,9 +135,7 @@ class Bridge:
         except Exception as exc:
             components["store"] = Health(False, f"unreachable: {type(exc).__name__}")
         for adapter in self.adapters:
-            health = adapter.health()
-            components[adapter.platform] = health
-            self.metrics.adapter_connected.labels(adapter.platform).set(1 if health.ready else 0)
+            components[adapter.platform] = adapter.health()
         ready = all(h.ready for h in components.values())
         return {
             "ready": ready,
@@ -153,7 +151,11 @@ class Bridge:
         }
 
     async def metrics_page(self) -> bytes:
-        """/metrics: the registry, with the open-session count read from the store first."""
+        """/metrics: the registry, with the gauges that are derived (each adapter's connection,
+        from its health; the open-session count, from the store) brought up to date first."""
+        for adapter in self.adapters:
+            ready = adapter.health().ready
+            self.metrics.adapter_connected.labels(adapter.platform).set(1 if ready else 0)
         try:
             async with asyncio.timeout(2.0):
                 self.metrics.open_sessions.set(await self.store.sessions())

@@ -268,12 +268,12 @@ async def test_invalidated_session_identifies_again_and_answers(fake, running):
 
 async def test_readiness_reports_a_lost_gateway_until_it_is_back(fake, running):
     cfg = config(fake)
-    metrics = Metrics()
-    adapter = DiscordAdapter(cfg.adapters.discord, metrics)
+    adapter = DiscordAdapter(cfg.adapters.discord, Metrics())
     bridge = await running(cfg, adapter)
 
-    def connected() -> float | None:
-        return metrics.registry.get_sample_value(
+    async def connected() -> float | None:
+        await bridge.metrics_page()  # what a Prometheus scrape sees
+        return bridge.metrics.registry.get_sample_value(
             "botbridge_adapter_connected", {"platform": "discord"}
         )
 
@@ -284,10 +284,10 @@ async def test_readiness_reports_a_lost_gateway_until_it_is_back(fake, running):
     readiness = await bridge.readiness()
     assert readiness["ready"] is False
     assert "disconnected" in readiness["components"]["discord"]["detail"]
-    assert connected() == 0
+    assert await connected() == 0
     fake.gateway_refused = False
     await eventually(lambda: adapter.health().ready, 10)
-    assert connected() == 1
+    assert await connected() == 1
     await fake.say(f"<@{BOT_ID}> hello again")
     assert (await posts(fake, 1))[0]["content"].endswith("] hello again")
 
