@@ -76,8 +76,10 @@ class RedisStore:
         return json.loads(value) if value else {}
 
     async def put_state(self, session_key: str, backend: str, state: Mapping[str, Any]) -> None:
-        await self.redis.hset(self._key("state", backend), session_key, json.dumps(dict(state)))
-        await self.redis.sadd(self._key("sessions"), session_key)
+        async with self.redis.pipeline(transaction=True) as pipe:  # one round trip, both or none
+            pipe.hset(self._key("state", backend), session_key, json.dumps(dict(state)))
+            pipe.sadd(self._key("sessions"), session_key)
+            await pipe.execute()
 
     async def hit(self, key: str, window: float, now: float) -> int:
         start = int(now // window)
