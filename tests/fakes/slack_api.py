@@ -224,18 +224,20 @@ def _ts() -> str:
     return f"{int(time.time())}.{next(_ids):06d}"
 
 
-def im(text: str, *, user: str = "U012", channel: str = "D0IM", **extra: Any) -> dict[str, Any]:
-    event = {"type": "message", "channel_type": "im", "user": user, "text": text}
+def _message(channel_type: str, text: str, user: str, channel: str, extra: dict) -> dict[str, Any]:
+    event = {"type": "message", "channel_type": channel_type, "user": user, "text": text}
     event.update({"channel": channel, "ts": _ts(), "team": TEAM_ID, **extra})
     return event_callback(event)
+
+
+def im(text: str, *, user: str = "U012", channel: str = "D0IM", **extra: Any) -> dict[str, Any]:
+    return _message("im", text, user, channel, extra)
 
 
 def channel_message(
     text: str, *, user: str = "U012", channel: str = "C123", **extra: Any
 ) -> dict[str, Any]:
-    event = {"type": "message", "channel_type": "channel", "user": user, "text": text}
-    event.update({"channel": channel, "ts": _ts(), "team": TEAM_ID, **extra})
-    return event_callback(event)
+    return _message("channel", text, user, channel, extra)
 
 
 def mention(
