@@ -70,7 +70,7 @@ class Gate:
             return None
         now = self._clock()
         who = qualify(inbound.platform, inbound.workspace, inbound.sender_id)
-        count = await self._store.hit(who, limit.per_seconds, now)
+        count = await self._store.counters.hit(who, limit.per_seconds, now)
         if count <= limit.messages:
             return None
         wait = limit.per_seconds - now % limit.per_seconds

@@ -158,7 +158,7 @@ class Bridge:
             self.metrics.adapter_connected.labels(adapter.platform).set(1 if ready else 0)
         try:
             async with asyncio.timeout(2.0):
-                self.metrics.open_sessions.set(await self.store.sessions())
+                self.metrics.open_sessions.set(await self.store.sessions.count())
         except Exception as exc:  # a scrape must still answer when the store is down
             log.warning("open sessions not counted: %r", exc)
         return self.metrics.render()

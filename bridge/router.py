@@ -18,6 +18,7 @@ from typing import Protocol
 
 from .access import Gate, matches
 from .backends import Backend
+from .commands import Commands
 from .config import AccessSettings, BridgeSettings, Route
 from .errors import BackendError, InputTooLong
 from .lanes import Lanes
@@ -29,14 +30,7 @@ from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Sessi
 
 log = logging.getLogger("bridge.router")
 
-DEFAULT_HELP = (
-    "I pass your messages to an AI assistant and post its answers here.\n\n"
-    "/help shows this message\n"
-    "/reset starts a fresh conversation\n\n"
-    "In a group, mention me or reply to one of my messages."
-)
 EMPTY_ANSWER = "(The assistant returned an empty answer.)"
-RESET_DONE = "Done: the next message starts a fresh conversation."
 
 
 class Outbox(Protocol):
@@ -65,14 +59,6 @@ def dedup_id(inbound: Inbound) -> str:
     return f"{inbound.platform}:{inbound.workspace or ''}:{inbound.event_id}"
 
 
-def command_of(text: str) -> str | None:
-    """`/reset@mybot now` → `reset`; None when the text is not a command."""
-    if not text.startswith("/"):
-        return None
-    word = text[1:].split(maxsplit=1)[0] if len(text) > 1 else ""
-    return word.split("@", 1)[0].lower() or None
-
-
 class Router:
     def __init__(
         self,
@@ -98,6 +84,7 @@ class Router:
         self._clock = clock
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._lanes = Lanes(on_change=self._lanes_changed)
+        self._commands = Commands(store=store, backends=backends, settings=settings)
         self._closing = False
 
     # ------------------------------------------------------------------------------- intake
@@ -119,7 +106,7 @@ class Router:
             # waits for the verdict.
             self._lanes.submit(job.key, lambda: self._run(job))
         try:
-            fresh = await self._store.accept(
+            fresh = await self._store.journal.accept(
                 job.dedup_id, inbound.to_dict(), self._settings.dedup_ttl
             )
         except BaseException as exc:
@@ -136,7 +123,7 @@ class Router:
     async def recover(self) -> int:
         """Queue every message accepted before a restart and never answered."""
         count = 0
-        for payload in await self._store.pending():
+        for payload in await self._store.journal.pending():
             try:
                 inbound = Inbound.from_dict(payload)
             except (KeyError, TypeError, ValueError) as exc:
@@ -182,15 +169,13 @@ class Router:
             raise  # shutdown: it stays pending and is answered after the restart
         except Exception:
             # Completed anyway: a message that breaks the bridge must not come back at every start.
-            log.exception(
-                "session %s: giving up on %s", job.key, job.dedup_id, extra=_context(job)
-            )
-        await self._store.complete(job.dedup_id)
+            log.exception("session %s: giving up on %s", job.key, job.dedup_id, extra=_context(job))
+        await self._store.journal.complete(job.dedup_id)
 
     async def _answer(self, job: _Job) -> None:
         inbound = job.inbound
         text = inbound.text.strip()
-        command = command_of(text)
+        command = self._commands.parse(inbound, job.key)
         if not self._gate.allows(inbound):
             self._metrics.message(inbound.platform, "denied")
             log.info("access denied", extra=_context(job))
@@ -199,11 +184,8 @@ class Router:
         elif inbound.unsupported:
             self._metrics.message(inbound.platform, "refused")
             await self._reply(job, _unsupported(inbound.unsupported), kind="notice")
-        elif command in ("start", "help"):
-            await self._reply(job, self._settings.help_text or DEFAULT_HELP, kind="notice")
-        elif command == "reset":
-            await self._reset(job.key)
-            await self._reply(job, RESET_DONE, kind="notice")
+        elif command is not None:
+            await self._reply(job, await self._commands.run(command), kind="notice")
         elif len(text) > self._settings.max_input_chars:
             self._metrics.message(inbound.platform, "refused")
             await self._reply(
@@ -221,7 +203,7 @@ class Router:
         inbound = job.inbound
         name = self.backend_for(inbound)
         backend = self._backends[name]
-        state = await self._store.get_state(job.key, name)
+        state = await self._store.sessions.get(job.key, name)
         session = Session(job.key, state)
         metrics = self._metrics
         async with self._outbox.working(inbound), self._slot():
@@ -234,7 +216,8 @@ class Router:
                 return
             except BackendError as exc:
                 if exc.state is not None:
-                    await self._store.put_state(job.key, name, _keep_generation(exc.state, session))
+                    kept = _keep_generation(exc.state, session)
+                    await self._store.sessions.put(job.key, name, kept)
                 self._failed(job, name, exc.cause, asked, f"{exc.cause}: {exc}")
                 await self._reply(job, self._settings.apology, kind="apology")
                 return
@@ -247,7 +230,7 @@ class Router:
         metrics.backend_latency.labels(name, "ok").observe(answered - asked)
         self._count_tokens(name, answer)
         if answer.state is not None:
-            await self._store.put_state(job.key, name, _keep_generation(answer.state, session))
+            await self._store.sessions.put(job.key, name, _keep_generation(answer.state, session))
         sent = await self._reply(job, clean(answer.text) or EMPTY_ANSWER, kind="answer")
         if sent:
             metrics.message(inbound.platform, "answered")
@@ -295,13 +278,6 @@ class Router:
             )
             return None
         return self._clock()
-
-    async def _reset(self, key: str) -> None:
-        for name in self._backends:
-            state = await self._store.get_state(key, name)
-            await self._store.put_state(
-                key, name, {"generation": int(state.get("generation", 0)) + 1}
-            )
 
     # ------------------------------------------------------------------------------- helpers
 

@@ -1,9 +1,10 @@
-"""What must outlive a restart, behind one small interface.
+"""What must outlive a restart, behind small interfaces, one per reason to change.
 
-`accept` is the heart of it: in one step it remembers a platform event id (so a redelivery is
-dropped) and keeps the message as pending until `complete` (so a crash between the two loses
-nothing: the next start answers it). SQLite is the embedded default; Redis implements the same
-protocol for several processes.
+A `Store` is a connection (SQLite file or Redis) with three parts: the `journal` (each accepted
+message until it is answered: `accept` remembers a platform event id, so a redelivery is dropped,
+and keeps the message pending until `complete`, so a crash in between loses nothing), `sessions`
+(each session's backend state) and `counters` (rate-limit windows). SQLite is the embedded
+default; Redis implements the same protocols for several processes.
 """
 
 from __future__ import annotations
@@ -14,14 +15,7 @@ from typing import Any, Protocol
 from ..config import BridgeSettings
 
 
-class Store(Protocol):
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def ping(self) -> None:
-        """Raise if the store cannot be reached (readiness)."""
-
+class Journal(Protocol):
     async def accept(self, event_id: str, payload: Mapping[str, Any], ttl: float) -> bool:
         """Remember the event and keep it pending; False if the id was seen before."""
 
@@ -31,16 +25,34 @@ class Store(Protocol):
     async def pending(self) -> list[Mapping[str, Any]]:
         """Accepted messages not yet completed, oldest first."""
 
-    async def get_state(self, session_key: str, backend: str) -> dict[str, Any]: ...
 
-    async def put_state(self, session_key: str, backend: str, state: Mapping[str, Any]) -> None: ...
+class Sessions(Protocol):
+    async def get(self, session_key: str, backend: str) -> dict[str, Any]:
+        """The backend's state for this session; empty when new."""
 
-    async def sessions(self) -> int:
+    async def put(self, session_key: str, backend: str, state: Mapping[str, Any]) -> None: ...
+
+    async def count(self) -> int:
         """How many sessions have state (for the open-sessions gauge)."""
 
+
+class Counters(Protocol):
     async def hit(self, key: str, window: float, now: float) -> int:
         """Count one event for `key` in the fixed window of `window` seconds holding `now`;
         the count so far in that window, this one included (rate limits)."""
+
+
+class Store(Protocol):
+    journal: Journal
+    sessions: Sessions
+    counters: Counters
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached (readiness)."""
 
 
 def open_store(settings: BridgeSettings) -> Store:
@@ -53,4 +65,4 @@ def open_store(settings: BridgeSettings) -> Store:
     return SqliteStore(settings.store_path())
 
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Counters", "Journal", "Sessions", "Store", "open_store"]

@@ -170,13 +170,13 @@ async def test_event_the_bridge_could_not_accept_gets_no_200_so_slack_retries(
     slack, openai_fake, running
 ):
     bridge, events = await start_http(running, slack, openai_fake)
-    accept = bridge.store.accept
+    accept = bridge.store.journal.accept
 
     async def disk_full_once(*args, **kwargs):
-        bridge.store.accept = accept
+        bridge.store.journal.accept = accept
         raise OSError("disk full")
 
-    bridge.store.accept = disk_full_once
+    bridge.store.journal.accept = disk_full_once
     payload = im("do not lose me")
     assert (await events.post(payload)).status_code == 500  # not acknowledged: Slack retries
     assert (await events.post(payload, retry_num=1)).status_code == 200

@@ -65,7 +65,7 @@ async def test_network_errors_while_polling_lose_and_repeat_nothing(fake, runnin
 async def test_store_failure_leaves_the_update_to_be_fetched_again(fake, running):
     world = await start_world(running, fake, "polling")
     store = world.bridge.store
-    real_accept = store.accept
+    real_accept = store.journal.accept
     failures = []
 
     async def flaky_accept(*args, **kwargs):
@@ -74,7 +74,7 @@ async def test_store_failure_leaves_the_update_to_be_fetched_again(fake, running
             raise OSError("disk full")
         return await real_accept(*args, **kwargs)
 
-    store.accept = flaky_accept  # type: ignore[method-assign]
+    store.journal.accept = flaky_accept  # type: ignore[method-assign]
     await world.send(fake.dm(ALICE, "do not lose me"))
     [answer] = await fake.wait_sent(1)
     assert answer["text"] == "[wx:dm:tg.42] do not lose me"

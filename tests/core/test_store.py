@@ -37,44 +37,44 @@ async def store(request, tmp_path):
     await store.open()
     yield store
     if isinstance(store, RedisStore):
-        keys = await store.redis.keys(f"{store._prefix}:*")
+        keys = await store.redis.keys(f"{store.prefix}:*")
         if keys:
             await store.redis.delete(*keys)
     await store.close()
 
 
 async def test_accept_is_once_per_event(store):
-    assert await store.accept("tg:1", {"text": "a"}, ttl=60) is True
-    assert await store.accept("tg:1", {"text": "a"}, ttl=60) is False
-    assert await store.accept("tg:2", {"text": "b"}, ttl=60) is True
+    assert await store.journal.accept("tg:1", {"text": "a"}, ttl=60) is True
+    assert await store.journal.accept("tg:1", {"text": "a"}, ttl=60) is False
+    assert await store.journal.accept("tg:2", {"text": "b"}, ttl=60) is True
 
 
 async def test_pending_until_completed_in_order(store):
     for n in range(3):
-        await store.accept(f"e{n}", {"n": n}, ttl=60)
-    await store.complete("e1")
-    assert [p["n"] for p in await store.pending()] == [0, 2]
+        await store.journal.accept(f"e{n}", {"n": n}, ttl=60)
+    await store.journal.complete("e1")
+    assert [p["n"] for p in await store.journal.pending()] == [0, 2]
 
 
 async def test_state_per_session_and_backend(store):
-    await store.put_state("wx:dm:tg.1", "main", {"thread_id": "t1"})
-    await store.put_state("wx:dm:tg.2", "main", {"thread_id": "t2"})
-    await store.put_state("wx:dm:tg.1", "other", {"history": [1]})
-    assert await store.get_state("wx:dm:tg.1", "main") == {"thread_id": "t1"}
-    assert await store.get_state("wx:dm:tg.2", "main") == {"thread_id": "t2"}
-    assert await store.get_state("wx:dm:tg.3", "main") == {}
-    assert await store.sessions() == 2
+    await store.sessions.put("wx:dm:tg.1", "main", {"thread_id": "t1"})
+    await store.sessions.put("wx:dm:tg.2", "main", {"thread_id": "t2"})
+    await store.sessions.put("wx:dm:tg.1", "other", {"history": [1]})
+    assert await store.sessions.get("wx:dm:tg.1", "main") == {"thread_id": "t1"}
+    assert await store.sessions.get("wx:dm:tg.2", "main") == {"thread_id": "t2"}
+    assert await store.sessions.get("wx:dm:tg.3", "main") == {}
+    assert await store.sessions.count() == 2
 
 
 async def test_sqlite_seen_ids_expire(tmp_path):
     clock = Clock()
     store = SqliteStore(str(tmp_path / "s.sqlite3"), clock=clock)
     await store.open()
-    assert await store.accept("x", {}, ttl=10)
+    assert await store.journal.accept("x", {}, ttl=10)
     clock.now += 5
-    assert not await store.accept("x", {}, ttl=10)
+    assert not await store.journal.accept("x", {}, ttl=10)
     clock.now += 6
-    assert await store.accept("x", {}, ttl=10)  # remembered only for its TTL
+    assert await store.journal.accept("x", {}, ttl=10)  # remembered only for its TTL
     await store.close()
 
 
@@ -82,19 +82,19 @@ async def test_sqlite_survives_reopen(tmp_path):
     path = str(tmp_path / "s.sqlite3")
     first = SqliteStore(path)
     await first.open()
-    await first.accept("e", {"text": "kept"}, ttl=60)
-    await first.put_state("k", "b", {"v": 1})
+    await first.journal.accept("e", {"text": "kept"}, ttl=60)
+    await first.sessions.put("k", "b", {"v": 1})
     await first.close()
     second = SqliteStore(path)
     await second.open()
-    assert [p["text"] for p in await second.pending()] == ["kept"]
-    assert await second.get_state("k", "b") == {"v": 1}
-    assert not await second.accept("e", {}, ttl=60)
+    assert [p["text"] for p in await second.journal.pending()] == ["kept"]
+    assert await second.sessions.get("k", "b") == {"v": 1}
+    assert not await second.journal.accept("e", {}, ttl=60)
     await second.close()
 
 
 async def test_hits_count_per_key_within_a_window(store):
-    assert [await store.hit("tg.42", 60, 120.0) for _ in range(3)] == [1, 2, 3]
-    assert await store.hit("tg.43", 60, 130.0) == 1  # another person's count
-    assert await store.hit("tg.42", 60, 179.9) == 4  # same window [120, 180)
-    assert await store.hit("tg.42", 60, 180.0) == 1  # a new window starts over
+    assert [await store.counters.hit("tg.42", 60, 120.0) for _ in range(3)] == [1, 2, 3]
+    assert await store.counters.hit("tg.43", 60, 130.0) == 1  # another person's count
+    assert await store.counters.hit("tg.42", 60, 179.9) == 4  # same window [120, 180)
+    assert await store.counters.hit("tg.42", 60, 180.0) == 1  # a new window starts over

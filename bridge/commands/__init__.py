@@ -1,0 +1,69 @@
+"""The bridge's own commands (`/help`, `/reset`, …): answered here, never sent to a backend.
+
+`Commands` holds one explicit table from a command's name to its handler; each group of commands
+lives in a module of its own (`session` for /start, /help and /reset) and is added to the table
+in `Commands.__init__`. A handler gets the `Invocation` and returns the reply text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from ..backends import Backend
+from ..config import BridgeSettings
+from ..store import Store
+from ..types import Inbound
+from . import session
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    inbound: Inbound
+    key: str  # the session key
+    name: str  # `reset` for "/reset@mybot now"
+    args: str  # `now`
+
+
+Handler = Callable[[Invocation], Awaitable[str]]
+
+
+def command_of(text: str) -> str | None:
+    """`/reset@mybot now` → `reset`; None when the text is not a command."""
+    if not text.startswith("/"):
+        return None
+    word = text[1:].split(maxsplit=1)[0] if len(text) > 1 else ""
+    return word.split("@", 1)[0].lower() or None
+
+
+def arguments_of(text: str) -> str:
+    """`/model@mybot  small ` → `small`."""
+    parts = text.split(maxsplit=1)
+    return parts[1].strip() if len(parts) > 1 else ""
+
+
+class Commands:
+    def __init__(
+        self, *, store: Store, backends: Mapping[str, Backend], settings: BridgeSettings
+    ) -> None:
+        conversation = session.SessionCommands(store, backends, settings)
+        self._table: dict[str, Handler] = {
+            "start": conversation.help,
+            "help": conversation.help,
+            "reset": conversation.reset,
+        }
+
+    def parse(self, inbound: Inbound, key: str) -> Invocation | None:
+        """The invocation when the text is one of the bridge's commands; None otherwise (an
+        unknown `/word` goes to the backend like any other text)."""
+        text = inbound.text.strip()
+        name = command_of(text)
+        if name is None or name not in self._table:
+            return None
+        return Invocation(inbound, key, name, arguments_of(text))
+
+    async def run(self, invocation: Invocation) -> str:
+        return await self._table[invocation.name](invocation)
+
+
+__all__ = ["Commands", "Invocation", "arguments_of", "command_of"]

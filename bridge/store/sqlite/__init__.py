@@ -1,0 +1,50 @@
+"""The embedded store: one SQLite file (WAL), or `:memory:` for tests.
+
+One connection, shared by the store's parts (`journal`, `sessions`, `counters`), each in a module
+of its own with its own tables. Every operation is one autocommitted statement: one round trip to
+aiosqlite's thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiosqlite
+
+from . import counters, journal, sessions
+
+
+class SqliteStore:
+    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self.clock = clock
+        self._db: aiosqlite.Connection | None = None
+        self.journal = journal.SqliteJournal(self)
+        self.sessions = sessions.SqliteSessions(self)
+        self.counters = counters.SqliteCounters(self)
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self._path, isolation_level=None)  # autocommit
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash; only a power loss can drop the last commits.
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        for schema in (journal.SCHEMA, sessions.SCHEMA, counters.SCHEMA):
+            await self._db.executescript(schema)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> None:
+        await self.db.execute_fetchall("SELECT 1")
