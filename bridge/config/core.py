@@ -17,6 +17,11 @@ class StoreConfig(Strict):
     type: Literal["sqlite", "redis"] = "sqlite"
     path: str | None = None  # sqlite: default {state_dir}/botbridge.sqlite3; ":memory:" for tests
     url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = Field(
+        "botbridge",
+        pattern=r"^[^\s:]+$",
+        description="redis: every key starts with this and ':' (bridges sharing one database)",
+    )
 
 
 class BridgeSettings(Strict):
