@@ -30,7 +30,6 @@ from telegram.error import (
     TelegramError,
 )
 from telegram.ext import Application, ApplicationBuilder
-from telegram.request import HTTPXRequest
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import TelegramAdapter as TelegramConfig
@@ -38,6 +37,7 @@ from bridge.metrics import Metrics
 from bridge.types import Inbound, Limits, Outbound
 
 from ._telegram_inbound import to_inbound
+from ._telegram_request import AiohttpRequest
 from ._telegram_send import MAX_LEN, Sender, _seconds
 
 log = logging.getLogger("adapters.telegram")
@@ -59,13 +59,14 @@ class TelegramAdapter:
         self._metrics = metrics
         self._token = config.token.get_secret_value()
         # getUpdates has a connection of its own, so a stalled poll can be cut without
-        # touching sends in flight.
-        self._poll_request = HTTPXRequest(connection_pool_size=1)
+        # touching sends in flight. Both over aiohttp: see `_telegram_request`.
+        self._poll_request = AiohttpRequest(connection_pool_size=1)
         self._app: Application = (
             ApplicationBuilder()
             .token(self._token)
             .base_url(config.api_base_url)
             .base_file_url(config.api_file_url)
+            .request(AiohttpRequest(connection_pool_size=256))
             .get_updates_request(self._poll_request)
             .updater(None)  # see the module docstring: the adapter polls itself
             .build()

@@ -22,8 +22,8 @@ from bridge.metrics import Metrics
 from ._child import serve
 
 
-async def _main(config_path: str, profile: str | None) -> None:
-    config = parse_config(json.loads(Path(config_path).read_text()), {})
+async def _main(raw: dict, profile: str | None) -> None:
+    config = parse_config(raw, {})
     setup_logging(config.bridge.log_level, "text", config.bridge.log_levels, secret_values(config))
     metrics = Metrics()
     adapters = [
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("config", help="the bridge config as a JSON file")
     parser.add_argument("--profile", help="write cProfile stats of the measured part here")
     args = parser.parse_args()
-    asyncio.run(_main(args.config, args.profile))
+    asyncio.run(_main(json.loads(Path(args.config).read_text()), args.profile))
 
 
 if __name__ == "__main__":
