@@ -288,6 +288,7 @@ def _figures(
         "e2e_latency_ms": summary(e2e),
         "cpu_s_per_1000": round(cpu / answered * 1000, 3) if answered else None,
         "peak_rss_mb": round(final["peak_rss_mb"], 1),
+        "idle_rss_mb": round(before["peak_rss_mb"], 1),
         "loop_lag_ms": after["loop_lag_ms"],
         "lost": ledger.expected - answered,
         "duplicates": sum(len(r) - 1 for r in ledger.replies.values()),
