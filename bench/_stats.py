@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -40,3 +42,10 @@ def machine() -> dict[str, Any]:
 
 def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
+
+
+def write_json(path: str | None, result: dict[str, Any]) -> None:
+    """`--json PATH`: the result as indented JSON (nothing when no path was given)."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=2) + "\n")

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from ._stats import machine
+from ._stats import machine, write_json
 from .e2e import Load, Setup, run_once
 from .llm import running_llm
 
@@ -74,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{lag['p50']} p99 {lag['p99']} max {lag['max']} ms; CPU "
         f"{result['cpu_ms_per_answer']} ms per answer"
     )
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0 if result["lost"] == 0 and result["duplicates"] == 0 else 1
 
 

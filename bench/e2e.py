@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 
 from ._child import Child, usage
-from ._stats import machine, median, summary
+from ._stats import machine, median, summary, write_json
 from .llm import running_llm
 from .platforms import SIDES
 
@@ -398,9 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     if "floor" in result:
         print(f"floor (bare PTB): median {result['floor']['messages_per_s_median']} messages/s; "
               f"bridge = {result['fraction_of_floor']:.0%} of the floor")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0 if result["lost"] == 0 and result["duplicates"] == 0 else 1
 
 

@@ -26,6 +26,25 @@ OnReply = Callable[[str, float], None]
 _FIRST_PERSON = 10_000_000
 
 
+class _Side:
+    """What every side shares: the fake's lifetime, and a burst as one `say` after another."""
+
+    fake: Any
+
+    async def start(self) -> None:
+        await self.fake.start()
+
+    async def stop(self) -> None:
+        await self.fake.stop()
+
+    async def say(self, person: int, text: str) -> None:
+        raise NotImplementedError
+
+    async def say_many(self, said: list[tuple[int, str]]) -> None:
+        for person, text in said:
+            await self.say(person, text)
+
+
 class _Telegram(FakeTelegram):
     def __init__(self, on_reply: OnReply) -> None:
         self.on_reply = on_reply
@@ -37,18 +56,12 @@ class _Telegram(FakeTelegram):
         return message
 
 
-class TelegramSide:
+class TelegramSide(_Side):
     name = "telegram"
 
     def __init__(self, on_reply: OnReply) -> None:
         self.fake = _Telegram(on_reply)
         self._people: dict[int, dict[str, Any]] = {}
-
-    async def start(self) -> None:
-        await self.fake.start()
-
-    async def stop(self) -> None:
-        await self.fake.stop()
 
     def section(self) -> dict[str, Any]:
         return {
@@ -88,17 +101,11 @@ class _Discord(FakeDiscord):
         return response
 
 
-class DiscordSide:
+class DiscordSide(_Side):
     name = "discord"
 
     def __init__(self, on_reply: OnReply) -> None:
         self.fake = _Discord(on_reply)
-
-    async def start(self) -> None:
-        await self.fake.start()
-
-    async def stop(self) -> None:
-        await self.fake.stop()
 
     def section(self) -> dict[str, Any]:
         return {
@@ -115,10 +122,6 @@ class DiscordSide:
             self.fake.users[uid] = discord_gateway._user(uid, f"p{person}")
         await self.fake.say(text, author=uid, dm=True)
 
-    async def say_many(self, said: list[tuple[int, str]]) -> None:
-        for person, text in said:
-            await self.say(person, text)
-
 
 class _Slack(FakeSlack):
     def __init__(self, on_reply: OnReply) -> None:
@@ -133,17 +136,11 @@ class _Slack(FakeSlack):
         return response
 
 
-class SlackSide:
+class SlackSide(_Side):
     name = "slack"
 
     def __init__(self, on_reply: OnReply) -> None:
         self.fake = _Slack(on_reply)
-
-    async def start(self) -> None:
-        await self.fake.start()
-
-    async def stop(self) -> None:
-        await self.fake.stop()
 
     def section(self) -> dict[str, Any]:
         return {
@@ -155,12 +152,8 @@ class SlackSide:
     async def say(self, person: int, text: str) -> None:
         await self.fake.push(slack_api.im(text, user=f"U{person}", channel=f"D{person}"))
 
-    async def say_many(self, said: list[tuple[int, str]]) -> None:
-        for person, text in said:
-            await self.say(person, text)
 
-
-SIDES: dict[str, type[TelegramSide] | type[DiscordSide] | type[SlackSide]] = {
+SIDES: dict[str, type[_Side]] = {
     "telegram": TelegramSide,
     "discord": DiscordSide,
     "slack": SlackSide,

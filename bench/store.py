@@ -33,7 +33,7 @@ from bridge.store.redis import RedisStore
 from bridge.store.sqlite import SqliteStore
 from bridge.types import ChatKind, Inbound
 
-from ._stats import machine, summary
+from ._stats import machine, summary, write_json
 
 TTL = 172800.0  # bridge.dedup_ttl's default
 BACKEND = "main"
@@ -209,9 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for name, ms in seq["operation_ms"].items():
             print(f"        {name:18} p50 {ms['p50']} ms  p99 {ms['p99']} ms (one at a time)")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 
