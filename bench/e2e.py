@@ -151,6 +151,7 @@ class Setup:
     telegram_sends_per_second: float
     redis_url: str
     profile: str | None = None
+    floor_transport: str = "httpx"
 
 
 def bridge_config(setup: Setup, section: dict[str, Any], llm: str, state: str) -> dict[str, Any]:
@@ -174,7 +175,10 @@ def bridge_config(setup: Setup, section: dict[str, Any], llm: str, state: str) -
 
 def limits_of(setup: Setup, kind: str) -> dict[str, Any]:
     if kind == "floor":
-        return {"note": "bare python-telegram-bot: no limiter, no store, no typing"}
+        return {
+            "note": "bare python-telegram-bot: no limiter, no store, no typing",
+            "transport": setup.floor_transport,
+        }
     found: dict[str, Any] = {"max_in_flight": setup.max_in_flight}
     if setup.platform == "telegram":
         found.update(
@@ -204,7 +208,7 @@ async def _child_for(
 ) -> AsyncIterator[Child]:
     config_path = Path(state) / f"{kind}.json"
     if kind == "floor":
-        settings = {**side.section(), "llm_url": llm}
+        settings = {**side.section(), "llm_url": llm, "transport": setup.floor_transport}
         config_path.write_text(json.dumps(settings))
         child = Child("bench.floor", str(config_path))
     else:
@@ -370,6 +374,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, help="questions per second (open loop)")
     p.add_argument("--repeat", type=int, default=1, help="runs of each (interleaved)")
     p.add_argument("--no-floor", action="store_true", help="skip the bare-PTB floor (telegram)")
+    p.add_argument(
+        "--floor-transport", choices=("httpx", "aiohttp"), default="httpx",
+        help="the floor's HTTP: PTB's default httpx, or aiohttp like the bridge",
+    )  # fmt: skip
     p.add_argument("--max-in-flight", type=int, default=256, help="bridge.max_in_flight")
     p.add_argument(
         "--telegram-sends-per-second", type=float, default=0,
@@ -388,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup = Setup(
         args.platform, args.store, args.llm_delay, args.max_in_flight,
-        args.telegram_sends_per_second, args.redis_url, args.profile,
+        args.telegram_sends_per_second, args.redis_url, args.profile, args.floor_transport,
     )  # fmt: skip
     load = Load(args.messages, args.sessions, args.rate, args.stall)
     floor = args.platform == "telegram" and not args.no_floor

@@ -4,7 +4,10 @@ getUpdates (long polling, offset after each batch) → for each update a task th
 fake LLM over httpx and posts the answer with sendMessage. No store, no router, no limiter, no
 typing indicator, no formatting: what any bot through PTB costs at the least. Driven like the
 bridge by `bench._child`: `python -m bench.floor CONFIG.json`, where the JSON holds `token`,
-`api_base_url`, `llm_url` and `poll_timeout`.
+`api_base_url`, `llm_url`, `poll_timeout` and `transport`: "httpx" (PTB's own HTTPXRequest and
+an httpx client for the LLM, as issue 13 describes the floor) or "aiohttp" (the bridge's
+`AiohttpRequest` under PTB and an aiohttp session for the LLM: the same transport as the bridge,
+so the fraction measures the bridge's own work).
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from telegram import Bot, Update
-from telegram.request import HTTPXRequest
+from telegram.request import BaseRequest, HTTPXRequest
+
+from adapters._telegram_request import AiohttpRequest
 
 from ._child import serve
 
@@ -25,16 +31,24 @@ from ._child import serve
 class Floor:
     def __init__(self, settings: dict[str, Any]) -> None:
         self._settings = settings
+        self._aiohttp = settings.get("transport") == "aiohttp"
+        kind = AiohttpRequest if self._aiohttp else HTTPXRequest
+        request: BaseRequest = kind(connection_pool_size=256)
         self._bot = Bot(
             settings["token"],
             base_url=settings["api_base_url"],
-            get_updates_request=HTTPXRequest(connection_pool_size=1),
+            request=request,
+            get_updates_request=kind(connection_pool_size=1),
         )
-        self._llm = httpx.AsyncClient(base_url=settings["llm_url"], timeout=60)
+        self._llm_url = settings["llm_url"].rstrip("/") + "/chat/completions"
+        self._llm = httpx.AsyncClient(timeout=60)
+        self._session: aiohttp.ClientSession | None = None
         self._poller: asyncio.Task[None] | None = None
         self._answering: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        if self._aiohttp:
+            self._session = aiohttp.ClientSession()
         await self._bot.initialize()
         self._poller = asyncio.create_task(self._poll(), name="floor-poller")
 
@@ -55,11 +69,13 @@ class Floor:
         message = update.message
         if message is None or not message.text:
             return
-        response = await self._llm.post(
-            "chat/completions", json={"messages": [{"role": "user", "content": message.text}]}
-        )
-        text = response.json()["choices"][0]["message"]["content"]
-        await self._bot.send_message(message.chat_id, text)
+        body = {"messages": [{"role": "user", "content": message.text}]}
+        if self._session is not None:
+            async with self._session.post(self._llm_url, json=body) as response:
+                answer = await response.json()
+        else:
+            answer = (await self._llm.post(self._llm_url, json=body)).json()
+        await self._bot.send_message(message.chat_id, answer["choices"][0]["message"]["content"])
 
     async def stop(self) -> None:
         tasks = [t for t in (self._poller, *self._answering) if t is not None]
@@ -67,6 +83,8 @@ class Floor:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._llm.aclose()
+        if self._session is not None:
+            await self._session.close()
         await self._bot.shutdown()
 
 
