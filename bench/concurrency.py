@@ -19,8 +19,9 @@ import os
 import sys
 from typing import Any
 
+from ._people import Load
 from ._stats import machine, write_json
-from .e2e import Load, Setup, run_once
+from .e2e import Setup, run_once
 from .llm import running_llm
 
 

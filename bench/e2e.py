@@ -23,120 +23,23 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from ._child import Child, usage
+from ._people import Ledger, Load, drive
 from ._stats import machine, median, summary, write_json
 from .llm import running_llm
 from .platforms import SIDES
 
-_ID = re.compile(r"q(\d+)\b")
 SETTLE = 0.3  # seconds after the last answer in which a late duplicate is still counted
-
-
-@dataclass
-class Load:
-    messages: int
-    sessions: int
-    rate: float | None = None  # None: closed loop
-    stall: float = 30.0  # no answer for this long: give up, count the rest lost
-
-    @property
-    def mode(self) -> str:
-        return f"open loop at {self.rate:g}/s" if self.rate else "closed loop"
-
-
-@dataclass
-class Ledger:
-    """Every question's timestamps, and the people who wait for their answers."""
-
-    load: Load
-    available: dict[int, float] = field(default_factory=dict)
-    replies: dict[int, list[float]] = field(default_factory=dict)
-    queue: asyncio.Queue[tuple[int, int]] = field(default_factory=asyncio.Queue)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    progress: float = field(default_factory=time.monotonic)
-    _next: int = 0
-    _per_person: dict[int, int] = field(default_factory=dict)
-
-    def question(self, person: int) -> tuple[int, int]:
-        qid = self._next
-        self._next += 1
-        self._per_person[person] = self._per_person.get(person, 0) + 1
-        return person, qid
-
-    def on_reply(self, text: str, when: float) -> None:
-        found = _ID.search(text)
-        if found is None:
-            return
-        qid = int(found.group(1))
-        seen = self.replies.setdefault(qid, [])
-        seen.append(when)
-        if len(seen) > 1:
-            return
-        self.progress = when
-        load = self.load
-        if load.rate is None:  # closed loop: this person asks again
-            person = qid % load.sessions
-            if self._per_person[person] < load.messages // load.sessions:
-                self.queue.put_nowait(self.question(person))
-        if len(self.replies) >= self.expected:
-            self.done.set()
-
-    @property
-    def expected(self) -> int:
-        load = self.load
-        return load.messages if load.rate else (load.messages // load.sessions) * load.sessions
-
-
-async def _speak(side: Any, ledger: Ledger) -> None:
-    """Post each queued question; a question is available from just before it is posted."""
-    while True:
-        person, qid = await ledger.queue.get()
-        ledger.available[qid] = time.monotonic()
-        await side.say(person, f"q{qid} what is the answer, person {person}?")
-
-
-async def _pace(ledger: Ledger) -> None:
-    load = ledger.load
-    assert load.rate
-    start = time.monotonic()
-    for i in range(load.messages):
-        delay = start + i / load.rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)  # the arrival schedule itself, not synchronisation
-        ledger.queue.put_nowait(ledger.question(i % load.sessions))
-
-
-async def _drive(side: Any, ledger: Ledger) -> None:
-    load = ledger.load
-    tasks = [asyncio.create_task(_speak(side, ledger), name="bench-speak")]
-    if load.rate:
-        tasks.append(asyncio.create_task(_pace(ledger), name="bench-pace"))
-    else:
-        person_ids = list(range(load.sessions))
-        for person in person_ids:
-            ledger.queue.put_nowait(ledger.question(person))
-    try:
-        while not ledger.done.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ledger.done.wait(), 1.0)
-            if time.monotonic() - ledger.progress > load.stall:
-                break
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # ---------------------------------------------------------------------------------- one run
@@ -242,7 +145,7 @@ async def run_once(kind: str, setup: Setup, load: Load, llm: str) -> dict[str, A
                 await _stamps(llm)  # forget anything from before
                 before = await child.mark()
                 driver = usage()["cpu_s"]
-                await _drive(side, ledger)
+                await drive(side, ledger)
                 after = await child.mark()
                 driver = usage()["cpu_s"] - driver
                 await asyncio.sleep(SETTLE)  # a window for late duplicates, not synchronisation
