@@ -30,7 +30,6 @@ from telegram.error import (
     TelegramError,
 )
 from telegram.ext import Application, ApplicationBuilder
-from telegram.request import HTTPXRequest
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import TelegramAdapter as TelegramConfig
@@ -38,6 +37,7 @@ from bridge.metrics import Metrics
 from bridge.types import Inbound, Limits, Outbound
 
 from ._telegram_inbound import to_inbound
+from ._telegram_request import AiohttpRequest
 from ._telegram_send import MAX_LEN, Sender, _seconds
 
 log = logging.getLogger("adapters.telegram")
@@ -59,13 +59,15 @@ class TelegramAdapter:
         self._metrics = metrics
         self._token = config.token.get_secret_value()
         # getUpdates has a connection of its own, so a stalled poll can be cut without
-        # touching sends in flight.
-        self._poll_request = HTTPXRequest(connection_pool_size=1)
+        # touching sends in flight. Both over aiohttp: see `_telegram_request`.
+        self._poll_request = AiohttpRequest(connection_pool_size=1)
+        self._request = AiohttpRequest(connection_pool_size=256)
         self._app: Application = (
             ApplicationBuilder()
             .token(self._token)
             .base_url(config.api_base_url)
             .base_file_url(config.api_file_url)
+            .request(self._request)
             .get_updates_request(self._poll_request)
             .updater(None)  # see the module docstring: the adapter polls itself
             .build()
@@ -91,7 +93,11 @@ class TelegramAdapter:
         return (HttpRoute("POST", self._config.webhook_path, self._webhook),)
 
     async def start(self, deliver: Deliver) -> None:
-        await self._with_retries("start", self._app.initialize)  # getMe: id and username
+        try:
+            await self._with_retries("start", self._app.initialize)  # getMe: id and username
+        except BaseException:
+            await self._close_requests()  # PTB shuts down only what initialized fully
+            raise
         self._me = self._bot.bot
         if self._config.mode == "webhook":
             await self._with_retries("setWebhook", self._set_webhook)
@@ -143,6 +149,12 @@ class TelegramAdapter:
             self._supervisor = None
             await self._confirm_offset()
         await self._app.shutdown()  # closes both connections; a no-op if never initialized
+        await self._close_requests()
+
+    async def _close_requests(self) -> None:
+        """Close both connection pools (idempotent): aiohttp warns about a pool left open."""
+        await self._request.shutdown()
+        await self._poll_request.shutdown()
 
     async def _confirm_offset(self) -> None:
         """Tell Telegram which updates were accepted, so a restart does not fetch them again
@@ -212,14 +224,43 @@ class TelegramAdapter:
                 )
                 self._polled_ok(failures)
                 failures = 0
-                for update in updates:
-                    await self._dispatch(update)
-                    self._offset = update.update_id + 1  # accepted: safe to confirm
+                await self._dispatch_batch(updates)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # nothing may end the poller; each cause is named
                 failures += 1
                 await asyncio.sleep(self._poll_failed(exc, failures))
+
+    async def _dispatch_batch(self, updates: Sequence[Update]) -> None:
+        """Hand a batch to the router, each chat's updates in order, the chats side by side.
+
+        One at a time, each update waited for the store's round trip before the next was even
+        looked at (a burst of 2,000 took seconds to take in). A session lives in one chat, so
+        keeping each chat's updates in series keeps every session's arrival order, even when the
+        store fails mid-batch: a chat's updates after a failed one are left for the next
+        getUpdates. The offset moves past the longest accepted prefix of the batch; an update
+        after it that was accepted anyway comes back and the router drops it as a duplicate."""
+        chats: dict[int | None, list[Update]] = {}
+        for update in updates:
+            chat = update.effective_chat
+            chats.setdefault(chat.id if chat is not None else None, []).append(update)
+        accepted: set[int] = set()
+        failures: list[BaseException] = []
+
+        async def in_series(chat_updates: list[Update]) -> None:
+            for update in chat_updates:
+                try:
+                    await self._dispatch(update)
+                except Exception as exc:
+                    failures.append(exc)
+                    return
+                accepted.add(update.update_id)
+
+        await asyncio.gather(*(in_series(found) for found in chats.values()))
+        for update in updates:
+            if update.update_id not in accepted:
+                raise failures[0]
+            self._offset = update.update_id + 1  # accepted: safe to confirm
 
     def _polled_ok(self, failures: int) -> None:
         if failures or self._problem:
@@ -354,6 +395,9 @@ class TelegramAdapter:
             raise TelegramFailure("the Bot API rejected the token") from None
         except TelegramError as exc:
             raise TelegramFailure(f"getMe failed: {self._scrub(exc)}") from None
+        finally:
+            if self._me is None:
+                await self._close_requests()
         return f"@{me.username} (id {me.id})"
 
     def _scrub(self, exc: BaseException | str) -> str:

@@ -17,6 +17,11 @@ class StoreConfig(Strict):
     type: Literal["sqlite", "redis"] = "sqlite"
     path: str | None = None  # sqlite: default {state_dir}/botbridge.sqlite3; ":memory:" for tests
     url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = Field(
+        "botbridge",
+        pattern=r"^[^\s:]+$",
+        description="redis: every key starts with this and ':' (bridges sharing one database)",
+    )
 
 
 class BridgeSettings(Strict):
@@ -24,7 +29,11 @@ class BridgeSettings(Strict):
     state_dir: str = Field(default_factory=lambda: platformdirs.user_state_dir("botbridge"))
     store: StoreConfig = StoreConfig()
     default_backend: str | None = None
-    max_in_flight: int = Field(32, ge=1, description="backend calls at once; more wait in line")
+    # Answers per second are at most max_in_flight / the backend's latency: 1000 lets a 2 s
+    # backend reach ~500 answers/s, about what one process's CPU carries (README, Performance).
+    max_in_flight: int = Field(
+        1000, ge=1, description="backend calls at once; more wait in line"
+    )
     max_input_chars: int = Field(8000, ge=1)
     dedup_ttl: float = Field(172800.0, gt=0, description="seconds an event id is remembered")
     drain_timeout: float = Field(30.0, ge=0)

@@ -145,3 +145,18 @@ def test_null_is_a_value_but_an_empty_section_is_unset():
     assert config.adapters.telegram is None
     assert config.adapters.slack.progress_reaction is None  # no reaction, as documented
     assert config.access.denied_reply is None
+
+
+def test_telegram_send_ceiling_and_redis_prefix_are_checked_with_their_paths():
+    base = {"backends": {"e": {"type": "echo"}}}
+    telegram = {"token": "1:x", "max_sends_per_second": -1}
+    error = error_of({**base, "adapters": {"telegram": telegram}})
+    assert "adapters.telegram.max_sends_per_second" in error
+    error = error_of({**base, "bridge": {"store": {"type": "redis", "prefix": "a:b"}}})
+    assert "bridge.store.prefix" in error
+    config = parse_config(
+        {**base, "adapters": {"telegram": {"token": "1:x", "max_sends_per_second": 0}}}, {}
+    )
+    assert config.adapters.telegram is not None
+    assert config.adapters.telegram.max_sends_per_second == 0  # 0: no bot-wide ceiling
+    assert parse_config(base, {}).bridge.store.prefix == "botbridge"

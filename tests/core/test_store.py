@@ -98,3 +98,34 @@ async def test_hits_count_per_key_within_a_window(store):
     assert await store.counters.hit("tg.43", 60, 130.0) == 1  # another person's count
     assert await store.counters.hit("tg.42", 60, 179.9) == 4  # same window [120, 180)
     assert await store.counters.hit("tg.42", 60, 180.0) == 1  # a new window starts over
+
+
+async def test_two_bridges_with_their_own_redis_prefix_share_one_database():
+    from bridge.config import BridgeSettings
+    from bridge.store import open_store
+
+    prefixes = [f"test-{uuid.uuid4().hex}" for _ in range(2)]
+    stores = [
+        open_store(BridgeSettings(store={"type": "redis", "url": REDIS_URL, "prefix": p}))
+        for p in prefixes
+    ]
+    try:
+        for store in stores:
+            await store.open()
+    except OSError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    try:
+        # The same platform event reaches both bridges: each answers it once.
+        assert [await s.journal.accept("tg:1", {"text": "a"}, ttl=60) for s in stores] == [
+            True,
+            True,
+        ]
+        assert await stores[0].redis.keys(f"{prefixes[0]}:*")
+    finally:
+        for store, prefix in zip(stores, prefixes, strict=True):
+            keys = await store.redis.keys(f"{prefix}:*")
+            if keys:
+                await store.redis.delete(*keys)
+            await store.close()

@@ -88,7 +88,9 @@ class _Session:
 
 
 class FakeDiscord(FakeServer):
-    def __init__(self, *, token: str = TOKEN, message_content_allowed: bool = True) -> None:
+    def __init__(
+        self, *, token: str = TOKEN, message_content_allowed: bool = True, record: bool = True
+    ) -> None:
         self.token = token
         self.message_content_allowed = message_content_allowed
         self._ids = itertools.count(1)
@@ -114,7 +116,7 @@ class FakeDiscord(FakeServer):
         self._invalidate_resumes = 0
         self.gateway_refused = False  # True: new gateway connections get HTTP 503
         self.advertised_gateway: str | None = None  # what gateway/bot names; None: this server
-        super().__init__()
+        super().__init__(record=record)
         self.app.on_response_prepare.append(self._like_discord)
 
     # ---------------------------------------------------------------------------- addresses

@@ -46,6 +46,7 @@ class FakeSlack(FakeServer):
         team: str = "Acme",
         bot_user_id: str = BOT_USER_ID,
         bot_user: str = "botbridge",
+        record: bool = True,
     ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
@@ -64,7 +65,7 @@ class FakeSlack(FakeServer):
         self.acks: dict[str, dict[str, Any]] = {}
         self.sockets: list[web.WebSocketResponse] = []
         self._ts = itertools.count(1)
-        super().__init__()
+        super().__init__(record=record)
 
     def setup(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._api)

@@ -147,6 +147,7 @@ class FakeTelegram(FakeServer):
         bot_id: int = 7000001,
         username: str = "bridge_bot",
         privacy: bool = True,
+        record: bool = True,
     ) -> None:
         self.token = token
         self.bot = user(bot_id, "Bridge", username=username, is_bot=True)
@@ -161,7 +162,7 @@ class FakeTelegram(FakeServer):
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
         self._arrived = asyncio.Condition()
-        super().__init__()
+        super().__init__(record=record)
 
     def setup(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._api)
