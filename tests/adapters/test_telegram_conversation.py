@@ -1,0 +1,193 @@
+"""Telegram conversation features end to end: the fake Bot API ⇄ python-telegram-bot ⇄ the
+adapter ⇄ a real Bridge ⇄ the fake OpenAI server. What the backend received is read from the fake
+server's request bodies; what people see, from the messages the bot posted.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from adapters.telegram import TelegramAdapter
+from bridge.metrics import Metrics
+from tests.adapters.telegram_world import telegram_section
+from tests.conftest import make_config
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.pictures import PDF, PNG, big_png
+from tests.fakes.telegram_api import FakeTelegram, group, user
+
+ALICE = user(42, "Alice")
+BOB = user(43, "Bob", username="bob")
+TEAM = group(-1001234567890, "Team")
+
+
+@pytest.fixture
+async def fake():
+    async with FakeTelegram() as server:
+        yield server
+
+
+async def start(running, fake: FakeTelegram, openai: FakeOpenAI, bridge=None, **backend: Any):
+    config = make_config(
+        {
+            "bridge": bridge or {},
+            "backends": {
+                "main": {"type": "openai", "base_url": openai.base_url, "max_retries": 0, **backend}
+            },
+            "adapters": {"telegram": telegram_section(fake)},
+        }
+    )
+    assert config.adapters.telegram is not None
+    await running(config, TelegramAdapter(config.adapters.telegram, Metrics()))
+
+
+def asked(openai: FakeOpenAI) -> list[Any]:
+    """The content of the last user message of each request, in order."""
+    return [c.json["messages"][-1]["content"] for c in openai.calls_to("/v1/chat/completions")]
+
+
+# ------------------------------------------------------------------------------ the quoted message
+
+
+async def test_a_reply_to_bobs_message_reaches_the_backend_with_bobs_text_marked(
+    fake, running, openai_fake
+):
+    await start(running, fake, openai_fake)
+    bobs = fake.group_message(TEAM, BOB, "The deploy is on Friday, after the freeze.")
+    await fake.push(bobs)
+    await fake.push(
+        fake.group_message(TEAM, ALICE, "@bridge_bot is that right?", reply_to=bobs["message"])
+    )
+    [answer] = await fake.wait_sent(1)
+    expected = "[In reply to Bob: The deploy is on Friday, after the freeze.]\nis that right?"
+    assert asked(openai_fake) == [expected]
+    assert answer["text"] == f"echo: {expected}"
+
+
+async def test_only_the_part_alice_quoted_is_passed_on(fake, running, openai_fake):
+    await start(running, fake, openai_fake)
+    bobs = fake.group_message(TEAM, BOB, "Lunch at noon. The deploy is on Friday.")
+    await fake.push(
+        fake.group_message(
+            TEAM, ALICE, "@bridge_bot sure?", reply_to=bobs["message"], quote="deploy is on Friday"
+        )
+    )
+    await fake.wait_sent(1)
+    assert asked(openai_fake) == ["[In reply to Bob: deploy is on Friday]\nsure?"]
+
+
+async def test_a_reply_to_the_bots_answer_is_not_repeated_to_a_backend_keeping_history(
+    fake, running, openai_fake
+):
+    await start(running, fake, openai_fake)  # session: bridge, the bridge keeps the history
+    await fake.push(fake.dm(ALICE, "name a colour"))
+    [first] = await fake.wait_sent(1)
+    await fake.push(fake.dm(ALICE, "another one?", reply_to=first))
+    await fake.wait_sent(2)
+    second = openai_fake.calls_to("/v1/chat/completions")[1].json["messages"]
+    assert second == [
+        {"role": "user", "content": "name a colour"},
+        {"role": "assistant", "content": "echo: name a colour"},
+        {"role": "user", "content": "another one?"},
+    ]
+
+
+async def test_a_long_quote_is_cut_at_a_word_within_quote_max_chars(fake, running, openai_fake):
+    await start(running, fake, openai_fake, bridge={"quote_max_chars": 60})
+    long = "First sentence is short. " + "Then it goes on and on " * 20
+    bobs = fake.group_message(TEAM, BOB, long)
+    await fake.push(fake.group_message(TEAM, ALICE, "@bridge_bot tl;dr?", reply_to=bobs["message"]))
+    await fake.wait_sent(1)
+    [content] = asked(openai_fake)
+    quoted = "First sentence is short. Then it goes on and on Then it …"
+    assert len(quoted) <= 60
+    assert content == f"[In reply to Bob: {quoted}]\ntl;dr?"
+
+
+async def test_quote_context_false_sends_the_question_alone(fake, running, openai_fake):
+    await start(running, fake, openai_fake, bridge={"quote_context": False})
+    bobs = fake.group_message(TEAM, BOB, "The deploy is on Friday.")
+    await fake.push(fake.group_message(TEAM, ALICE, "@bridge_bot right?", reply_to=bobs["message"]))
+    await fake.wait_sent(1)
+    assert asked(openai_fake) == ["right?"]
+
+
+# ------------------------------------------------------------------------------ pictures
+
+
+async def test_a_photo_reaches_a_vision_backend_as_an_image_part(fake, running, openai_fake):
+    await start(running, fake, openai_fake, vision=True)
+    photo = fake.with_picture(fake.dm(ALICE, "what is in this picture?"), PNG)
+    await fake.push(photo)
+    [answer] = await fake.wait_sent(1)
+    [content] = asked(openai_fake)
+    encoded = base64.b64encode(PNG).decode()
+    assert content == [
+        {"type": "text", "text": "what is in this picture?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{encoded}"}},
+    ]
+    assert answer["text"] == f"echo: what is in this picture? [image image/png, {len(PNG)} bytes]"
+    assert fake.downloads == ["photos/file-1.bin"]  # the largest size, once
+    # The kept history holds a placeholder, never the picture.
+    await fake.push(fake.dm(ALICE, "and now?"))
+    await fake.wait_sent(2)
+    history = openai_fake.calls_to("/v1/chat/completions")[1].json["messages"]
+    assert history[0] == {"role": "user", "content": "[picture] what is in this picture?"}
+
+
+async def test_a_captioned_photo_that_mentions_the_bot_in_a_group_is_seen(
+    fake, running, openai_fake
+):
+    await start(running, fake, openai_fake, vision=True)
+    await fake.push(fake.with_picture(fake.group_message(TEAM, ALICE, "@bridge_bot and this?"), PNG))
+    await fake.push(fake.with_picture(fake.group_message(TEAM, BOB, "our cat"), PNG))  # not for us
+    [answer] = await fake.wait_sent(1)
+    assert answer["text"] == f"echo: and this? [image image/png, {len(PNG)} bytes]"
+    assert len(asked(openai_fake)) == 1
+
+
+async def test_a_backend_without_vision_keeps_the_polite_refusal(fake, running, openai_fake):
+    await start(running, fake, openai_fake)
+    await fake.push(fake.with_picture(fake.dm(ALICE, "what is this?"), PNG))
+    [answer] = await fake.wait_sent(1)
+    assert answer["text"] == "I can only read text, so I can't take a photo. Please ask in words."
+    assert fake.api_calls("getFile") == [] and fake.downloads == []
+    assert openai_fake.calls == []
+
+
+async def test_an_oversized_picture_gets_a_clear_message_and_is_not_downloaded(
+    fake, running, openai_fake
+):
+    await start(running, fake, openai_fake, bridge={"max_image_bytes": 1_000_000}, vision=True)
+    await fake.push(fake.with_picture(fake.dm(ALICE, "look"), big_png(2_500_000)))
+    [answer] = await fake.wait_sent(1)
+    assert answer["text"] == (
+        "That picture is 2.5 MB; I can take pictures up to 1 MB. Please send a smaller one."
+    )
+    assert fake.api_calls("getFile") == [] and fake.downloads == []
+    assert openai_fake.calls == []
+
+
+async def test_a_size_stated_only_by_getfile_is_checked_before_the_download(
+    fake, running, openai_fake
+):
+    await start(running, fake, openai_fake, bridge={"max_image_bytes": 1_000_000}, vision=True)
+    photo = fake.with_picture(fake.dm(ALICE, "look"), big_png(2_000_000), stated_size=0)
+    fake.files["file-1"]["file_size"] = 2_000_000  # getFile states it, the message did not
+    await fake.push(photo)
+    [answer] = await fake.wait_sent(1)
+    assert "That picture is 2 MB" in answer["text"]
+    assert len(fake.api_calls("getFile")) == 1 and fake.downloads == []
+
+
+async def test_files_that_are_not_accepted_pictures_are_refused(fake, running, openai_fake):
+    await start(running, fake, openai_fake, vision=True)
+    await fake.push(fake.with_picture(fake.dm(ALICE, "a tiff"), PNG, document="image/tiff"))
+    await fake.push(fake.with_picture(fake.dm(ALICE, "a png?"), PDF, document="image/png"))
+    answers = await fake.wait_sent(2)
+    refusal = "I can look at JPEG, PNG, WebP and GIF pictures; that file is none of them."
+    assert [a["text"] for a in answers] == [refusal, refusal]
+    assert fake.downloads == ["documents/file-2.bin"]  # the TIFF was refused unread
+    assert openai_fake.calls == []
