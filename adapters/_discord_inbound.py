@@ -123,16 +123,25 @@ def to_inbound(
         scope_id=scope_id,
         received_at=time.time(),
         unsupported=_unreadable(message),
-        quote=quote_of(referenced, me) if useful and referenced is not None else None,
+        quote=quote_of(referenced, message, me) if useful and referenced is not None else None,
         picture=picture_of(message) if useful else None,
     )
 
 
-def quote_of(referenced: discord.Message, me: discord.abc.User) -> Quote | None:
+def quote_of(
+    referenced: discord.Message, message: discord.Message, me: discord.abc.User
+) -> Quote | None:
     text = _readable(referenced.content, referenced)
     if not text.strip():
         return None  # only attachments, or text the Message Content intent withholds
-    return Quote(referenced.author.display_name, text, from_bot=referenced.author.id == me.id)
+    author = referenced.author
+    # The same person's earlier question to the bot (a DM, or a mention: replies to the bot's
+    # own messages are `from_bot` already).
+    own_question = author.id == message.author.id and addressing(referenced, me)[0] in (
+        Addressed.DM,
+        Addressed.MENTION,
+    )
+    return Quote(author.display_name, text, from_bot=author.id == me.id, own_question=own_question)
 
 
 def _image_type(attachment: discord.Attachment) -> str | None:

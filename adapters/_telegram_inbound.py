@@ -150,10 +150,22 @@ def quote_of(message: Message, me: User) -> Quote | None:
         else:  # a channel post, or an anonymous admin speaking as the group
             name = replied.sender_chat.effective_name if replied.sender_chat else ""
         text = quoted if quoted is not None else _body(replied)[0]
-        return Quote(name or "", text, from_bot=author is not None and author.id == me.id)
+        from_bot = author is not None and author.id == me.id
+        return Quote(name or "", text, from_bot, own_question=_asked_by(replied, message, me))
     if quoted is not None and message.external_reply is not None:
         return Quote(_origin_name(message.external_reply.origin), quoted)
     return None
+
+
+def _asked_by(replied: Message, message: Message, me: User) -> bool:
+    """Whether the replied-to message was the same person's own question to the bot."""
+    author, sender = replied.from_user, message.from_user
+    if author is None or sender is None or author.id != sender.id:
+        return False
+    return message.chat.type == ChatType.PRIVATE or addressing(replied, me)[0] in (
+        Addressed.MENTION,
+        Addressed.REPLY,
+    )
 
 
 def _origin_name(origin: MessageOrigin) -> str:

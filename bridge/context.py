@@ -1,8 +1,9 @@
 """The replied-to message as context: what a backend is told about the message a question answers.
 
 `[In reply to Bob: …]` goes before the question, the quoted text cut at a clean boundary to
-`bridge.quote_max_chars`. A reply to the bot's own message is not repeated to a backend that
-already keeps the conversation's history (it has that answer already).
+`bridge.quote_max_chars`. A reply to the bot's own message, or to the sender's own earlier
+question to the bot, is not repeated to a backend that already keeps the conversation's history:
+it has that turn already.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ ELLIPSIS = " …"
 def with_quote(text: str, quote: Quote | None, *, max_chars: int, keeps_history: bool) -> str:
     """`text` with the quoted message marked before it; `text` alone when there is nothing the
     backend does not already know."""
-    if quote is None or (quote.from_bot and keeps_history):
+    if quote is None or ((quote.from_bot or quote.own_question) and keeps_history):
         return text
     quoted = capped(sanitize(quote.text).strip(), max_chars)
     if not quoted:

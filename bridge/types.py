@@ -36,6 +36,7 @@ class Quote:
     author: str  # a display name ("Bob"), as people in the chat see it
     text: str  # the quoted part when the platform says which, else the whole message
     from_bot: bool = False  # one of the bot's own messages
+    own_question: bool = False  # the sender's own earlier message to the bot
 
 
 @dataclass(frozen=True, slots=True)
