@@ -20,7 +20,7 @@ from .access import Gate
 from .backends import Backend
 from .commands import Commands
 from .config import AccessSettings, BridgeSettings
-from .errors import BackendError, InputTooLong, PictureError
+from .errors import BackendError, InputTooLong, PictureError, PictureUnavailable
 from .lanes import Lanes
 from .metrics import Metrics
 from .pictures import PictureSource
@@ -215,7 +215,8 @@ class Router:
             question = await self._questions.build(inbound, text, profile, session)
         except PictureError as exc:
             metrics.message(inbound.platform, "refused")
-            log.info("picture not passed on: %s", exc, extra=_context(job, name))
+            level = logging.WARNING if isinstance(exc, PictureUnavailable) else logging.INFO
+            log.log(level, "picture not passed on: %s", exc, extra=_context(job, name))
             await self._reply(job, exc.reply, kind="notice")
             return
         async with self._outbox.working(inbound), self._slot():

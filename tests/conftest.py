@@ -11,7 +11,8 @@ import pytest
 from adapters.console import ConsoleAdapter
 from bridge.app import Bridge
 from bridge.config import Config, parse_config
-from bridge.types import Outbound
+from bridge.errors import PictureUnavailable
+from bridge.types import Inbound, Outbound, Picture
 from tests.fakes.base import eventually
 from tests.fakes.openai_api import FakeOpenAI
 
@@ -26,13 +27,28 @@ def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Confi
 
 
 class RecordingConsole(ConsoleAdapter):
-    """The real console adapter, also keeping every reply for the test to inspect."""
+    """The real console adapter, also keeping every reply for the test to inspect, and standing
+    in for a platform with pictures: `pictures[ref]` is served to the bridge, `fetched` lists
+    the refs it asked for."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("stdin", io.StringIO(""))
         kwargs.setdefault("stdout", io.StringIO())
         super().__init__(**kwargs)
         self.sent: list[Outbound] = []
+        self.pictures: dict[str, bytes] = {}
+        self.fetched: list[str] = []
+
+    async def deliver(self, inbound: Inbound) -> bool:
+        """Hand the bridge an `Inbound` built by the test (a quote, a picture…)."""
+        assert self._deliver is not None
+        return await self._deliver(inbound)
+
+    async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
+        self.fetched.append(picture.ref)
+        if picture.ref not in self.pictures:
+            raise PictureUnavailable(f"no picture {picture.ref}")
+        return self.pictures[picture.ref]
 
     async def send(self, outbound: Outbound) -> None:
         self.sent.append(outbound)
