@@ -131,16 +131,14 @@ def to_inbound(
 def quote_of(
     referenced: discord.Message, message: discord.Message, me: discord.abc.User
 ) -> Quote | None:
-    text = _readable(referenced.content, referenced)
+    how, text = addressing(referenced, me)  # the text without the bot's mention
+    text = _readable(text, referenced)
     if not text.strip():
         return None  # only attachments, or text the Message Content intent withholds
     author = referenced.author
     # The same person's earlier question to the bot (a DM, or a mention: replies to the bot's
     # own messages are `from_bot` already).
-    own_question = author.id == message.author.id and addressing(referenced, me)[0] in (
-        Addressed.DM,
-        Addressed.MENTION,
-    )
+    own_question = author.id == message.author.id and how in (Addressed.DM, Addressed.MENTION)
     return Quote(author.display_name, text, from_bot=author.id == me.id, own_question=own_question)
 
 

@@ -149,7 +149,7 @@ def quote_of(message: Message, me: User) -> Quote | None:
             name = author.full_name
         else:  # a channel post, or an anonymous admin speaking as the group
             name = replied.sender_chat.effective_name if replied.sender_chat else ""
-        text = quoted if quoted is not None else _body(replied)[0]
+        text = quoted if quoted is not None else addressing(replied, me)[1]  # without @bot
         from_bot = author is not None and author.id == me.id
         return Quote(name or "", text, from_bot, own_question=_asked_by(replied, message, me))
     if quoted is not None and message.external_reply is not None:

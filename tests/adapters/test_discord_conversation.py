@@ -127,3 +127,20 @@ async def test_an_oversized_picture_gets_a_clear_message_and_is_not_downloaded(
         "That picture is 3 MB; I can take pictures up to 1 MB. Please send a smaller one."
     )
     assert fake.downloads == [] and openai_fake.calls == []
+
+
+async def test_alices_own_question_is_not_repeated_to_her_session_but_is_told_to_bobs(
+    fake, running, openai_fake
+):
+    await start(running, fake, openai_fake)  # per-person sessions, history kept by the bridge
+    question = await fake.say(f"<@{BOT_ID}> name a colour", author=ALICE)
+    await posts(fake, 1)
+    await fake.say(f"<@{BOT_ID}> another?", author=ALICE, reply_to=question)
+    await posts(fake, 2)
+    await fake.say(f"<@{BOT_ID}> and you?", author=BOB, reply_to=question)
+    await posts(fake, 3)
+    assert asked(openai_fake) == [
+        "name a colour",
+        "another?",
+        "[In reply to Alice: name a colour]\nand you?",
+    ]

@@ -94,6 +94,24 @@ async def test_a_reply_to_the_bots_answer_is_not_repeated_to_a_backend_keeping_h
     ]
 
 
+async def test_alices_own_question_is_not_repeated_to_her_session_but_is_told_to_bobs(
+    fake, running, openai_fake
+):
+    await start(running, fake, openai_fake)  # per-person sessions, history kept by the bridge
+    question = fake.group_message(TEAM, ALICE, "@bridge_bot name a colour")
+    await fake.push(question)
+    await fake.wait_sent(1)
+    await fake.push(fake.group_message(TEAM, ALICE, "@bridge_bot another?", reply_to=question["message"]))
+    await fake.wait_sent(2)
+    await fake.push(fake.group_message(TEAM, BOB, "@bridge_bot and you?", reply_to=question["message"]))
+    await fake.wait_sent(3)
+    assert asked(openai_fake) == [
+        "name a colour",
+        "another?",
+        "[In reply to Alice: name a colour]\nand you?",  # her mention of the bot left out
+    ]
+
+
 async def test_a_long_quote_is_cut_at_a_word_within_quote_max_chars(fake, running, openai_fake):
     await start(running, fake, openai_fake, bridge={"quote_max_chars": 60})
     long = "First sentence is short. " + "Then it goes on and on " * 20
