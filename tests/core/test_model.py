@@ -159,3 +159,38 @@ async def test_the_operators_help_text_opens_the_help(openai_fake, console, runn
     [text] = await console.replies(1)
     assert text.startswith("Ask me about the lab.\n\n/help shows this message")
     assert "In a group" not in text  # a DM
+
+
+async def test_the_choice_outlives_a_backend_that_replaces_its_whole_state(openai_fake):
+    """A backend returns its state for the session; the bridge keeps its own keys in it."""
+    from bridge.types import Answer
+
+    class Forgetful:
+        name = "main"
+        asked: list = []
+
+        async def ask(self, session, question):
+            self.asked.append(question.options.get("model"))
+            return Answer(text="ok", state={"thread": "t1"})  # nothing of what it was given
+
+        async def probe(self):
+            return "forgetful"
+
+        async def aclose(self):
+            return None
+
+    backend = Forgetful()
+    console = RecordingConsole(user="erin")
+    cfg = make_config(
+        {"backends": {"main": {"type": "openai", "base_url": openai_fake.base_url,
+                               "models": ["mini", "maxi"]}}}
+    )  # fmt: skip
+    bridge = Bridge(cfg, [console], backends={"main": backend})
+    await bridge.start()
+    try:
+        for text in ("/model maxi", "one", "two"):
+            await console.say(text)
+        await console.replies(3)
+    finally:
+        await bridge.stop()
+    assert backend.asked == ["maxi", "maxi"]
