@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -24,6 +27,51 @@ def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Confi
     raw["bridge"] = bridge
     raw.setdefault("http", {"enabled": False})
     return parse_config(raw, env or {})
+
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@asynccontextmanager
+async def redis_prefix() -> AsyncIterator[str]:
+    """A fresh key prefix on the test Redis (`REDIS_URL`); skipped when no Redis answers (an
+    error in CI). Every key under it is deleted afterwards."""
+    from bridge.store.redis import RedisStore
+
+    prefix = f"test-{uuid.uuid4().hex}"
+    probe = RedisStore(REDIS_URL, prefix=prefix)
+    try:
+        await probe.open()
+    except OSError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    try:
+        yield prefix
+    finally:
+        keys = await probe.redis.keys(f"{prefix}:*")
+        if keys:
+            await probe.redis.delete(*keys)
+        await probe.close()
+
+
+@asynccontextmanager
+async def lifetime(config: Config, console: Any, **kwargs: Any) -> AsyncIterator[Bridge]:
+    """One run of the bridge (a process's lifetime, for restart scenes); `kwargs` go to Bridge."""
+    bridge = Bridge(config, [console], **kwargs)
+    await bridge.start()
+    try:
+        yield bridge
+    finally:
+        await bridge.stop()
+
+
+def conversation_config(
+    openai: FakeOpenAI, adapters: dict[str, Any], bridge: dict | None = None, **backend: Any
+) -> Config:
+    """One OpenAI-compatible backend (`main`, no retries; `backend` adds keys) behind `adapters`."""
+    main = {"type": "openai", "base_url": openai.base_url, "max_retries": 0, **backend}
+    return make_config({"bridge": bridge or {}, "backends": {"main": main}, "adapters": adapters})
 
 
 class RecordingConsole(ConsoleAdapter):

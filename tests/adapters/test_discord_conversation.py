@@ -11,7 +11,7 @@ import pytest
 from adapters.discord import DiscordAdapter
 from bridge.metrics import Metrics
 from tests.adapters.test_discord import discord_section
-from tests.conftest import make_config
+from tests.conftest import conversation_config
 from tests.fakes.base import eventually
 from tests.fakes.discord_gateway import ALICE, API, BOB, BOT_ID, FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI
@@ -25,25 +25,13 @@ async def fake() -> Any:
 
 
 async def start(running, fake: FakeDiscord, openai: FakeOpenAI, bridge=None, **backend: Any):
-    config = make_config(
-        {
-            "bridge": bridge or {},
-            "backends": {
-                "main": {"type": "openai", "base_url": openai.base_url, "max_retries": 0, **backend}
-            },
-            "adapters": {"discord": discord_section(fake)},
-        }
-    )
+    config = conversation_config(openai, {"discord": discord_section(fake)}, bridge, **backend)
     await running(config, DiscordAdapter(config.adapters.discord, Metrics()))
 
 
 async def posts(fake: FakeDiscord, count: int) -> list[str]:
     await eventually(lambda: len(fake.posted) >= count, 5)
     return [p["content"] for p in fake.posted]
-
-
-def asked(openai: FakeOpenAI) -> list[Any]:
-    return [c.json["messages"][-1]["content"] for c in openai.calls_to("/v1/chat/completions")]
 
 
 async def test_a_reply_to_bobs_message_reaches_the_backend_with_bobs_text_marked(
@@ -53,7 +41,7 @@ async def test_a_reply_to_bobs_message_reaches_the_backend_with_bobs_text_marked
     bobs = await fake.say("The deploy is on Friday.", author=BOB)
     await fake.say(f"<@{BOT_ID}> is that right?", author=ALICE, reply_to=bobs)
     [answer] = await posts(fake, 1)
-    assert asked(openai_fake) == ["[In reply to Bob: The deploy is on Friday.]\nis that right?"]
+    assert openai_fake.asked() == ["[In reply to Bob: The deploy is on Friday.]\nis that right?"]
     assert answer.startswith("echo: [In reply to Bob:")
 
 
@@ -65,7 +53,7 @@ async def test_a_replied_to_message_the_gateway_left_out_is_fetched_over_rest(
     bobs = await fake.say("Standup moves to 10:30.", author=BOB, seen=False)
     await fake.say(f"<@{BOT_ID}> when?", author=ALICE, reply_to=bobs, resolved=False)
     await posts(fake, 1)
-    assert asked(openai_fake) == ["[In reply to Bob: Standup moves to 10:30.]\nwhen?"]
+    assert openai_fake.asked() == ["[In reply to Bob: Standup moves to 10:30.]\nwhen?"]
     path = f"{API}/channels/{fake.channel_id}/messages/{bobs['id']}"
     assert len(fake.calls_to(path, "GET")) == 1
 
@@ -79,7 +67,7 @@ async def test_an_unresolved_reply_to_the_bot_is_recognised_by_fetching_it(
     old_answer = await fake.say("Blue.", author=BOT_ID, seen=False)
     await fake.say("another one?", author=ALICE, reply_to=old_answer, resolved=False)
     await posts(fake, 1)
-    assert asked(openai_fake) == ["another one?"]  # the bot's own answer is not repeated
+    assert openai_fake.asked() == ["another one?"]  # the bot's own answer is not repeated
     path = f"{API}/channels/{fake.channel_id}/messages/{old_answer['id']}"
     assert len(fake.calls_to(path, "GET")) == 1
     # Replies that do not ping the bot are not worth a fetch.
@@ -95,7 +83,7 @@ async def test_a_picture_reaches_a_vision_backend_as_an_image_part(fake, running
         "what is this?", dm=True, attachment="cat.jpg", data=JPEG, content_type="image/jpeg"
     )
     [answer] = await posts(fake, 1)
-    [content] = asked(openai_fake)
+    [content] = openai_fake.asked()
     url = f"data:image/jpeg;base64,{base64.b64encode(JPEG).decode()}"
     assert content == [
         {"type": "text", "text": "what is this?"},
@@ -139,7 +127,7 @@ async def test_alices_own_question_is_not_repeated_to_her_session_but_is_told_to
     await posts(fake, 2)
     await fake.say(f"<@{BOT_ID}> and you?", author=BOB, reply_to=question)
     await posts(fake, 3)
-    assert asked(openai_fake) == [
+    assert openai_fake.asked() == [
         "name a colour",
         "another?",
         "[In reply to Alice: name a colour]\nand you?",

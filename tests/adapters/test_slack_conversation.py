@@ -31,10 +31,6 @@ async def start(running, slack: FakeSlack, openai: FakeOpenAI, bridge=None, **ba
     await running(config, SlackAdapter(config.adapters.slack, Metrics()))
 
 
-def asked(openai: FakeOpenAI) -> list[Any]:
-    return [c.json["messages"][-1]["content"] for c in openai.calls_to("/v1/chat/completions")]
-
-
 # ------------------------------------------------------------------------------ the thread's parent
 
 
@@ -45,7 +41,7 @@ async def test_a_question_in_bobs_thread_reaches_the_backend_with_bobs_text_mark
     parent = slack.add_message("C123", "The deploy is on Friday.", user="U0BOB", profile="Bob")
     await slack.push(mention("<@UBOT> is that right?", thread_ts=parent))
     [posted] = await slack.wait_posted(1)
-    assert asked(openai_fake) == ["[In reply to Bob: The deploy is on Friday.]\nis that right?"]
+    assert openai_fake.asked() == ["[In reply to Bob: The deploy is on Friday.]\nis that right?"]
     assert posted["thread_ts"] == parent
     [replies] = slack.args_of("conversations.replies")
     assert (replies["channel"], replies["ts"]) == ("C123", parent)
@@ -62,7 +58,7 @@ async def test_the_parents_author_is_named_through_users_info_when_the_message_d
     await slack.wait_posted(1)
     await slack.push(mention("<@UBOT> and?", thread_ts=second))
     await slack.wait_posted(2)
-    assert asked(openai_fake) == [
+    assert openai_fake.asked() == [
         "[In reply to Bob Builder: Can we ship today?]\nthoughts?",
         "[In reply to Bob Builder: And tomorrow?]\nand?",
     ]
@@ -79,7 +75,7 @@ async def test_the_askers_own_question_at_the_top_of_the_thread_is_not_repeated(
     await slack.wait_posted(1)
     await slack.push(mention("<@UBOT> another one?", thread_ts=question["event"]["ts"]))
     await slack.wait_posted(2)
-    assert asked(openai_fake) == ["name a colour", "another one?"]
+    assert openai_fake.asked() == ["name a colour", "another one?"]
 
 
 async def test_an_unreadable_parent_does_not_cost_the_answer(slack, openai_fake, running):
@@ -98,7 +94,7 @@ async def test_a_picture_reaches_a_vision_backend_as_an_image_part(slack, openai
     file = slack.add_file(PNG)
     await slack.push(im("what is this?", subtype="file_share", files=[file]))
     [posted] = await slack.wait_posted(1)
-    [content] = asked(openai_fake)
+    [content] = openai_fake.asked()
     url = f"data:image/png;base64,{base64.b64encode(PNG).decode()}"
     assert content == [
         {"type": "text", "text": "what is this?"},

@@ -13,7 +13,7 @@ import pytest
 from adapters.telegram import TelegramAdapter
 from bridge.metrics import Metrics
 from tests.adapters.telegram_world import telegram_section
-from tests.conftest import make_config
+from tests.conftest import conversation_config
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.pictures import PDF, PNG, big_png
 from tests.fakes.telegram_api import FakeTelegram, group, user
@@ -30,22 +30,9 @@ async def fake():
 
 
 async def start(running, fake: FakeTelegram, openai: FakeOpenAI, bridge=None, **backend: Any):
-    config = make_config(
-        {
-            "bridge": bridge or {},
-            "backends": {
-                "main": {"type": "openai", "base_url": openai.base_url, "max_retries": 0, **backend}
-            },
-            "adapters": {"telegram": telegram_section(fake)},
-        }
-    )
+    config = conversation_config(openai, {"telegram": telegram_section(fake)}, bridge, **backend)
     assert config.adapters.telegram is not None
     await running(config, TelegramAdapter(config.adapters.telegram, Metrics()))
-
-
-def asked(openai: FakeOpenAI) -> list[Any]:
-    """The content of the last user message of each request, in order."""
-    return [c.json["messages"][-1]["content"] for c in openai.calls_to("/v1/chat/completions")]
 
 
 # ------------------------------------------------------------------------------ the quoted message
@@ -62,7 +49,7 @@ async def test_a_reply_to_bobs_message_reaches_the_backend_with_bobs_text_marked
     )
     [answer] = await fake.wait_sent(1)
     expected = "[In reply to Bob: The deploy is on Friday, after the freeze.]\nis that right?"
-    assert asked(openai_fake) == [expected]
+    assert openai_fake.asked() == [expected]
     assert answer["text"] == f"echo: {expected}"
 
 
@@ -75,7 +62,7 @@ async def test_only_the_part_alice_quoted_is_passed_on(fake, running, openai_fak
         )
     )
     await fake.wait_sent(1)
-    assert asked(openai_fake) == ["[In reply to Bob: deploy is on Friday]\nsure?"]
+    assert openai_fake.asked() == ["[In reply to Bob: deploy is on Friday]\nsure?"]
 
 
 async def test_a_reply_to_the_bots_answer_is_not_repeated_to_a_backend_keeping_history(
@@ -105,7 +92,7 @@ async def test_alices_own_question_is_not_repeated_to_her_session_but_is_told_to
     await fake.wait_sent(2)
     await fake.push(fake.group_message(TEAM, BOB, "@bridge_bot and you?", reply_to=question["message"]))
     await fake.wait_sent(3)
-    assert asked(openai_fake) == [
+    assert openai_fake.asked() == [
         "name a colour",
         "another?",
         "[In reply to Alice: name a colour]\nand you?",  # her mention of the bot left out
@@ -118,7 +105,7 @@ async def test_a_long_quote_is_cut_at_a_word_within_quote_max_chars(fake, runnin
     bobs = fake.group_message(TEAM, BOB, long)
     await fake.push(fake.group_message(TEAM, ALICE, "@bridge_bot tl;dr?", reply_to=bobs["message"]))
     await fake.wait_sent(1)
-    [content] = asked(openai_fake)
+    [content] = openai_fake.asked()
     quoted = "First sentence is short. Then it goes on and on Then it …"
     assert len(quoted) <= 60
     assert content == f"[In reply to Bob: {quoted}]\ntl;dr?"
@@ -129,7 +116,7 @@ async def test_quote_context_false_sends_the_question_alone(fake, running, opena
     bobs = fake.group_message(TEAM, BOB, "The deploy is on Friday.")
     await fake.push(fake.group_message(TEAM, ALICE, "@bridge_bot right?", reply_to=bobs["message"]))
     await fake.wait_sent(1)
-    assert asked(openai_fake) == ["right?"]
+    assert openai_fake.asked() == ["right?"]
 
 
 # ------------------------------------------------------------------------------ pictures
@@ -140,7 +127,7 @@ async def test_a_photo_reaches_a_vision_backend_as_an_image_part(fake, running, 
     photo = fake.with_picture(fake.dm(ALICE, "what is in this picture?"), PNG)
     await fake.push(photo)
     [answer] = await fake.wait_sent(1)
-    [content] = asked(openai_fake)
+    [content] = openai_fake.asked()
     encoded = base64.b64encode(PNG).decode()
     assert content == [
         {"type": "text", "text": "what is in this picture?"},
@@ -163,7 +150,7 @@ async def test_a_captioned_photo_that_mentions_the_bot_in_a_group_is_seen(
     await fake.push(fake.with_picture(fake.group_message(TEAM, BOB, "our cat"), PNG))  # not for us
     [answer] = await fake.wait_sent(1)
     assert answer["text"] == f"echo: and this? [image image/png, {len(PNG)} bytes]"
-    assert len(asked(openai_fake)) == 1
+    assert len(openai_fake.asked()) == 1
 
 
 async def test_a_backend_without_vision_keeps_the_polite_refusal(fake, running, openai_fake):

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import time
 
-from bridge.app import Bridge
 from bridge.context import capped, with_quote
 from bridge.types import Addressed, ChatKind, Inbound, Picture, Quote
-from tests.conftest import RecordingConsole, make_config
+from tests.conftest import RecordingConsole, lifetime, make_config
 
 BOB = Quote("Bob", "The deploy is on Friday.")
 
@@ -76,22 +75,16 @@ async def test_a_quote_accepted_before_a_crash_is_still_passed_on_after_it(opena
     )
     openai_fake.slow_next(30)  # the first run never gets its answer
     first = RecordingConsole(user="alice")
-    bridge = Bridge(cfg, [first])
-    await bridge.start()
-    await first.deliver(
-        Inbound("console", "team", "alice", "is that right?", ChatKind.GROUP, "evt-q1",
-                message_id="1", addressed=Addressed.MENTION, quote=BOB,
-                received_at=time.time())
-    )  # fmt: skip
-    await openai_fake.wait_for(lambda calls: calls)
-    await bridge.stop()  # the message stays pending
-
+    async with lifetime(cfg, first):
+        await first.deliver(
+            Inbound("console", "team", "alice", "is that right?", ChatKind.GROUP, "evt-q1",
+                    message_id="1", addressed=Addressed.MENTION, quote=BOB,
+                    received_at=time.time())
+        )  # fmt: skip
+        await openai_fake.wait_for(lambda calls: calls)
+    # Stopped before the answer came: the message stayed pending.
     second = RecordingConsole(user="alice")
-    bridge = Bridge(cfg, [second])
-    await bridge.start()
-    try:
+    async with lifetime(cfg, second):
         await second.replies(1)
-    finally:
-        await bridge.stop()
     contents = [c.json["messages"][-1]["content"] for c in openai_fake.calls]
     assert contents == ["[In reply to Bob: The deploy is on Friday.]\nis that right?"] * 2

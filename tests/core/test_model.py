@@ -3,16 +3,10 @@ the choice outlives a restart, and /help says what this chat offers."""
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 
-from bridge.app import Bridge
 from bridge.store.redis import RedisStore
-from tests.conftest import RecordingConsole, make_config
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+from tests.conftest import REDIS_URL, RecordingConsole, lifetime, make_config, redis_prefix
 
 
 def config(server, tmp_path=None, bridge=None, **backend):
@@ -79,19 +73,8 @@ async def store_for(request, tmp_path):
     if request.param == "sqlite":
         yield lambda: None  # the config's SQLite file
         return
-    prefix = f"test-model-{uuid.uuid4().hex}"
-    probe = RedisStore(REDIS_URL, prefix=prefix)
-    try:
-        await probe.open()
-    except OSError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    yield lambda: RedisStore(REDIS_URL, prefix=prefix)
-    keys = await probe.redis.keys(f"{prefix}:*")
-    if keys:
-        await probe.redis.delete(*keys)
-    await probe.close()
+    async with redis_prefix() as prefix:
+        yield lambda: RedisStore(REDIS_URL, prefix=prefix)
 
 
 async def test_a_model_switch_survives_a_restart_and_reset_keeps_it(
@@ -99,26 +82,16 @@ async def test_a_model_switch_survives_a_restart_and_reset_keeps_it(
 ):
     cfg = config(openai_fake, tmp_path, models=["mini", "maxi"])
     first = RecordingConsole(user="dana")
-    bridge = Bridge(cfg, [first], store=store_for())
-    await bridge.start()
-    try:
+    async with lifetime(cfg, first, store=store_for()):
         await first.say("/model maxi")
         await first.say("before the restart")
         await first.replies(2)
-    finally:
-        await bridge.stop()
 
     second = RecordingConsole(user="dana")
-    bridge = Bridge(cfg, [second], store=store_for())
-    await bridge.start()
-    try:
-        await second.say("after the restart")
-        await second.say("/reset")
-        await second.say("after a reset")
-        await second.say("/model")
+    async with lifetime(cfg, second, store=store_for()):
+        for text in ("after the restart", "/reset", "after a reset", "/model"):
+            await second.say(text)
         texts = await second.replies(4)
-    finally:
-        await bridge.stop()
     assert models(openai_fake) == ["maxi", "maxi", "maxi"]
     assert texts[3].startswith("Model in use: maxi.")
 
@@ -185,12 +158,8 @@ async def test_the_choice_outlives_a_backend_that_replaces_its_whole_state(opena
         {"backends": {"main": {"type": "openai", "base_url": openai_fake.base_url,
                                "models": ["mini", "maxi"]}}}
     )  # fmt: skip
-    bridge = Bridge(cfg, [console], backends={"main": backend})
-    await bridge.start()
-    try:
+    async with lifetime(cfg, console, backends={"main": backend}):
         for text in ("/model maxi", "one", "two"):
             await console.say(text)
         await console.replies(3)
-    finally:
-        await bridge.stop()
     assert backend.asked == ["maxi", "maxi"]

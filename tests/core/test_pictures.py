@@ -8,11 +8,10 @@ import time
 
 import pytest
 
-from bridge.app import Bridge
 from bridge.errors import PictureNotSupported, PictureTooLarge
 from bridge.pictures import Capped, checked, precheck, sniff
 from bridge.types import ChatKind, Inbound, Picture
-from tests.conftest import RecordingConsole, make_config
+from tests.conftest import RecordingConsole, lifetime, make_config
 from tests.fakes.pictures import JPEG, PDF, PNG
 
 GIF = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"
@@ -72,21 +71,15 @@ async def test_a_picture_pending_at_a_crash_is_fetched_again_after_it(openai_fak
     openai_fake.slow_next(30)
     first = RecordingConsole(user="alice")
     first.pictures["cat-1"] = PNG
-    bridge = Bridge(cfg, [first])
-    await bridge.start()
-    await first.deliver(picture_message("evt-p1", "cat-1", len(PNG)))
-    await openai_fake.wait_for(lambda calls: calls)
-    await bridge.stop()
-    assert first.fetched == ["cat-1"]
+    async with lifetime(cfg, first):
+        await first.deliver(picture_message("evt-p1", "cat-1", len(PNG)))
+        await openai_fake.wait_for(lambda calls: calls)
+    assert first.fetched == ["cat-1"]  # stopped before the answer came: the message is pending
 
     second = RecordingConsole(user="alice")
     second.pictures["cat-1"] = PNG
-    bridge = Bridge(cfg, [second])
-    await bridge.start()
-    try:
+    async with lifetime(cfg, second):
         [answer] = await second.replies(1)
-    finally:
-        await bridge.stop()
     assert second.fetched == ["cat-1"]  # by its reference: the store never held the bytes
     assert answer == f"echo: what is it? [image image/png, {len(PNG)} bytes]"
 

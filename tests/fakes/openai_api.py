@@ -90,6 +90,10 @@ class FakeOpenAI(FakeServer):
             "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
         }
 
+    def asked(self) -> list[Any]:
+        """The content of the last (user) message of each chat request, in order."""
+        return [c.json["messages"][-1]["content"] for c in self.calls_to("/v1/chat/completions")]
+
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.model or "fake"}]})
 
