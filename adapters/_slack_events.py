@@ -66,17 +66,9 @@ def to_inbound(
         return None  # edits, deletes, joins, other bots, and ourselves
     text = str(event.get("text") or "")
     im = is_im(event)
-    if kind == "message":
-        if im:
-            addressed = Addressed.DM
-        elif mentions(text, bot_user_id):
-            return None  # the app_mention copy of this message is the one answered
-        else:
-            addressed = Addressed.NOT
-    else:
-        if im:
-            return None  # a DM is answered through its `message` event
-        addressed = Addressed.MENTION
+    addressed = _addressing(kind, im, text, bot_user_id)
+    if addressed is None:
+        return None
     thread_ts = event.get("thread_ts")
     thread = None if im else (thread_ts or ts)
     team = body.get("team_id") or event.get("team")
@@ -100,6 +92,17 @@ def to_inbound(
         unsupported=_unreadable(event, subtype),
         picture=picture_of(event) if addressed is not Addressed.NOT else None,
     )
+
+
+def _addressing(kind: str, im: bool, text: str, bot_user_id: str | None) -> Addressed | None:
+    """How the event reaches the bot; None for the copy of a message that is answered through
+    its other event."""
+    if kind == "app_mention":
+        return None if im else Addressed.MENTION  # a DM is answered through its `message` event
+    if im:
+        return Addressed.DM
+    # A mention in a channel is answered through its app_mention copy.
+    return None if mentions(text, bot_user_id) else Addressed.NOT
 
 
 def _image_files(event: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -24,12 +24,12 @@ from .errors import BackendError, InputTooLong, PictureError, PictureUnavailable
 from .lanes import Lanes
 from .metrics import Metrics
 from .pictures import PictureSource
-from .profiles import Profiles
+from .profiles import Profile, Profiles
 from .questions import Questions
 from .session import key_for
 from .store import Store
 from .text import clean, split, utf16_len
-from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Session
+from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Question, Session
 
 log = logging.getLogger("bridge.router")
 
@@ -211,13 +211,8 @@ class Router:
         state = await self._store.sessions.get(job.key, name)
         session = Session(job.key, state)
         metrics = self._metrics
-        try:
-            question = await self._questions.build(inbound, text, profile, session)
-        except PictureError as exc:
-            metrics.message(inbound.platform, "refused")
-            level = logging.WARNING if isinstance(exc, PictureUnavailable) else logging.INFO
-            log.log(level, "picture not passed on: %s", exc, extra=_context(job, name))
-            await self._reply(job, exc.reply, kind="notice")
+        question = await self._question(job, text, profile, session)
+        if question is None:
             return
         async with self._outbox.working(inbound), self._slot():
             asked = self._clock()
@@ -249,6 +244,19 @@ class Router:
             metrics.message(inbound.platform, "answered")
             metrics.bridge_added(inbound.platform, asked - job.started, sent - answered)
             log.info("answered", extra=_context(job, name, self._clock() - job.started))
+
+    async def _question(
+        self, job: _Job, text: str, profile: Profile, session: Session
+    ) -> Question | None:
+        """What the backend is asked; None when its picture cannot go (the sender is told why)."""
+        try:
+            return await self._questions.build(job.inbound, text, profile, session)
+        except PictureError as exc:
+            self._metrics.message(job.inbound.platform, "refused")
+            level = logging.WARNING if isinstance(exc, PictureUnavailable) else logging.INFO
+            log.log(level, "picture not passed on: %s", exc, extra=_context(job, profile.backend))
+            await self._reply(job, exc.reply, kind="notice")
+            return None
 
     def _failed(self, job: _Job, backend: str, cause: str, asked: float, detail: str) -> None:
         self._metrics.backend_errors.labels(backend, cause).inc()
@@ -293,9 +301,6 @@ class Router:
         return self._clock()
 
     # ------------------------------------------------------------------------------- helpers
-
-    def backend_for(self, inbound: Inbound) -> str:
-        return self._profiles.for_inbound(inbound).backend
 
     def _slot(self) -> _Slot:
         return _Slot(self._slots, self._metrics)
