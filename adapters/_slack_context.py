@@ -105,6 +105,12 @@ async def download(
         ) as response:
             if response.status != 200:
                 raise PictureUnavailable(f"slack file download: HTTP {response.status}")
+            if response.content_type == "text/html":
+                # Slack's sign-in page: the token was not accepted for files.
+                raise PictureUnavailable(
+                    "slack file download: a web page instead of the file; does the app have "
+                    "the files:read scope?"
+                )
             if response.content_length is not None and response.content_length > max_bytes:
                 raise PictureTooLarge(response.content_length, max_bytes)
             async for chunk in response.content.iter_chunked(_CHUNK):

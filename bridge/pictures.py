@@ -15,6 +15,7 @@ from .types import Image, Picture
 
 # What the OpenAI-compatible vision APIs take.
 ACCEPTED = ("image/jpeg", "image/png", "image/webp", "image/gif")
+ACCEPTED_NAMES = "JPEG, PNG, WebP, GIF"  # as people know them
 _SNIFF_BYTES = 12  # enough for every signature below
 
 

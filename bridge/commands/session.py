@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ..backends import Backend
 from ..config import BridgeSettings
 from ..errors import megabytes
-from ..pictures import ACCEPTED
+from ..pictures import ACCEPTED_NAMES
 from ..profiles import Profiles
 from ..store import Store
 from ..types import ChatKind, Session
@@ -56,9 +56,9 @@ class SessionCommands:
     def _pictures(self, vision: bool) -> str:
         if not vision:
             return TEXT_ONLY
-        kinds = ", ".join(m.removeprefix("image/").upper() for m in ACCEPTED)
+        limit = megabytes(self._settings.max_image_bytes)
         return (
-            f"Pictures: send one ({kinds}; up to {megabytes(self._settings.max_image_bytes)}) "
+            f"Pictures: send one ({ACCEPTED_NAMES}; up to {limit}) "
             "with your question as its caption, and I'll look at it."
         )
 

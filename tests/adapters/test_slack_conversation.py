@@ -4,6 +4,7 @@ its private file URLs) ⇄ real slack-bolt and slack_sdk ⇄ the bridge ⇄ the 
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
 import pytest
@@ -140,4 +141,17 @@ async def test_a_picture_whose_size_is_not_stated_is_cut_off_at_the_limit(
     )
     [download] = slack.downloads
     assert not download.complete and download.sent < 10_000_000  # read no further than needed
+    assert openai_fake.calls == []
+
+
+async def test_without_files_read_the_sender_is_told_and_the_operator_why(
+    slack, openai_fake, running, caplog
+):
+    caplog.set_level(logging.WARNING, logger="bridge.router")  # whatever an earlier test left
+    await start(running, slack, openai_fake, vision=True)
+    slack.files_read = False
+    await slack.push(im("what is this?", subtype="file_share", files=[slack.add_file(PNG)]))
+    [posted] = await slack.wait_posted(1)
+    assert posted["text"] == "Sorry, I couldn't get that picture. Please try sending it again."
+    assert "does the app have the files:read scope?" in caplog.text
     assert openai_fake.calls == []

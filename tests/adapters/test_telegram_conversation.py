@@ -99,6 +99,18 @@ async def test_alices_own_question_is_not_repeated_to_her_session_but_is_told_to
     ]
 
 
+async def test_a_quote_from_another_chat_names_its_author(fake, running, openai_fake):
+    await start(running, fake, openai_fake)
+    update = fake.dm(ALICE, "is this true?")
+    update["message"]["quote"] = {"text": "Cats can see in the dark.", "position": 0}
+    update["message"]["external_reply"] = {
+        "origin": {"type": "user", "date": 1700000000, "sender_user": BOB}
+    }
+    await fake.push(update)
+    await fake.wait_sent(1)
+    assert openai_fake.asked() == ["[In reply to Bob: Cats can see in the dark.]\nis this true?"]
+
+
 async def test_a_long_quote_is_cut_at_a_word_within_quote_max_chars(fake, running, openai_fake):
     await start(running, fake, openai_fake, bridge={"quote_max_chars": 60})
     long = "First sentence is short. " + "Then it goes on and on " * 20

@@ -117,7 +117,7 @@ async def test_help_says_what_this_chat_offers(openai_fake, console, running):
         "/help shows this message\n"
         "/reset starts a fresh conversation\n"
         "/model shows or switches the model (mini, large, vision-xl)\n\n"
-        "Pictures: send one (JPEG, PNG, WEBP, GIF; up to 2 MB) with your question as its "
+        "Pictures: send one (JPEG, PNG, WebP, GIF; up to 2 MB) with your question as its "
         "caption, and I'll look at it.\n"
         "Model: large.\n\n"
         "In a group, mention me or reply to one of my messages."

@@ -80,6 +80,7 @@ class FakeSlack(FakeServer):
         self.users: dict[str, dict[str, Any]] = {}  # user id -> users.info's user
         self.files: dict[str, bytes] = {}  # path -> bytes
         self.downloads: list[Download] = []
+        self.files_read = True  # False: the app lacks files:read (Slack shows its sign-in page)
         self._ts = itertools.count(1)
         super().__init__()
 
@@ -126,7 +127,8 @@ class FakeSlack(FakeServer):
         return found
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Authorization") != f"Bearer {self.bot_token}":
+        token_ok = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
+        if not (token_ok and self.files_read):
             # Slack answers a request without the token with its sign-in page.
             return web.Response(status=200, text="<html>sign in</html>", content_type="text/html")
         data = self.files.get(request.path)
