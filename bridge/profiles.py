@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from .access import matches
@@ -86,7 +87,7 @@ def _profile(
         default_model = options.get(model_option, getattr(config, model_option, None))
     return Profile(
         backend=name,
-        options=options,
+        options=MappingProxyType(options),  # shared by every request: read-only
         models=tuple(models),
         model_option=model_option,
         default_model=default_model,
