@@ -155,3 +155,15 @@ async def test_without_files_read_the_sender_is_told_and_the_operator_why(
     assert posted["text"] == "Sorry, I couldn't get that picture. Please try sending it again."
     assert "does the app have the files:read scope?" in caplog.text
     assert openai_fake.calls == []
+
+
+async def test_the_bot_token_goes_only_to_slacks_own_hosts(slack, openai_fake, running):
+    await start(running, slack, openai_fake, vision=True)
+    file = slack.add_file(PNG)
+    # The same server under another name: not the configured API host, nor Slack's.
+    elsewhere = file["url_private"].replace("127.0.0.1", "localhost")
+    file["url_private"] = file["url_private_download"] = elsewhere
+    await slack.push(im("what is this?", subtype="file_share", files=[file]))
+    [posted] = await slack.wait_posted(1)
+    assert posted["text"] == "Sorry, I couldn't get that picture. Please try sending it again."
+    assert slack.downloads == [] and openai_fake.calls == []
