@@ -18,7 +18,8 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import TextIO
 
 from bridge.adapter import Deliver, Health, HttpRoute
-from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound
+from bridge.errors import PictureUnavailable
+from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound, Picture
 
 
 class ConsoleAdapter:
@@ -119,6 +120,9 @@ class ConsoleAdapter:
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         return nullcontext()
+
+    async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
+        raise PictureUnavailable("the console sends no pictures")
 
     def health(self) -> Health:
         return Health(ready=True, detail="reading stdin")

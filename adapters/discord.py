@@ -14,16 +14,17 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import aiohttp
 import discord
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import DiscordAdapter as DiscordConfig
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, PictureUnavailable
 from bridge.metrics import Metrics
-from bridge.types import Addressed, Inbound, Limits, Outbound
+from bridge.types import Addressed, Inbound, Limits, Outbound, Picture
 
 from ._discord_client import BridgeClient
-from ._discord_inbound import is_from_person, to_inbound
+from ._discord_inbound import is_from_person, to_inbound, worth_fetching
 
 log = logging.getLogger("adapters.discord")
 
@@ -160,7 +161,15 @@ class DiscordAdapter:
             return
         if not is_from_person(message, client.user):
             return  # bots (ourselves included), webhooks, system messages
-        inbound = to_inbound(message, client.user, threads_as_groups=self._config.threads_as_groups)
+        referenced = None
+        if worth_fetching(message, client.user):
+            referenced = await self._fetch_referenced(message)
+        inbound = to_inbound(
+            message,
+            client.user,
+            threads_as_groups=self._config.threads_as_groups,
+            referenced=referenced,
+        )
         try:
             await self._deliver(inbound)
         except Exception as exc:
@@ -173,6 +182,27 @@ class DiscordAdapter:
             )
         if inbound.addressed is Addressed.NOT:
             log.debug("discord: message %s not addressed to the bot", inbound.event_id)
+
+    async def _fetch_referenced(self, message: discord.Message) -> discord.Message | None:
+        """The replied-to message over REST, when the gateway did not resolve it."""
+        ref = message.reference
+        assert ref is not None and ref.message_id is not None
+        channel = self._require_client().get_partial_messageable(ref.channel_id)
+        try:
+            return await channel.fetch_message(ref.message_id)
+        except discord.HTTPException as exc:
+            log.debug("discord: replied-to message %s not fetched: %s", ref.message_id, exc.status)
+            return None
+
+    async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
+        # Discord states every attachment's size, so the bridge has refused a picture over
+        # max_bytes before this; the bytes come from the attachment's CDN URL.
+        try:
+            return await self._require_client().http.get_from_cdn(picture.ref)
+        except discord.HTTPException as exc:
+            raise PictureUnavailable(f"discord attachment download: HTTP {exc.status}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PictureUnavailable(f"discord attachment download: {exc!r}") from None
 
     # ------------------------------------------------------------------------------ sending
 

@@ -9,6 +9,7 @@ acknowledged again and dropped by the router as duplicates.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -29,9 +30,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import SlackAdapter as SlackConfig
+from bridge.errors import PictureUnavailable
 from bridge.metrics import Metrics
-from bridge.types import Inbound, Limits, Outbound
+from bridge.types import Addressed, Inbound, Limits, Outbound, Picture
 
+from ._slack_context import ThreadParents, download
 from ._slack_events import PLATFORM, to_inbound
 from ._slack_format import to_mrkdwn
 
@@ -88,6 +91,7 @@ class SlackAdapter:
         self._app: AsyncApp | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._identity: dict[str, Any] = {}
+        self._parents: ThreadParents | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -102,6 +106,7 @@ class SlackAdapter:
         self._client = self._web_client(self._session)
         try:
             self._identity = await _auth_test(self._client)
+            self._parents = ThreadParents(self._client, self._identity)
             self._app = self._build_app(self._client)
             if self._cfg.mode == "socket":
                 await self._connect(self._app, self._client)
@@ -232,8 +237,13 @@ class SlackAdapter:
         if inbound is None:
             log.debug("slack event %s not a person's message: skipped", body.get("event_id"))
             return
-        if self._deliver is None:
+        if self._deliver is None or self._parents is None:
             raise RuntimeError("slack adapter is not started")
+        thread_ts = body["event"].get("thread_ts")
+        if inbound.addressed is not Addressed.NOT and thread_ts and thread_ts != inbound.message_id:
+            # Asked in a thread: the thread's parent message is the question's context.
+            quote = await self._parents.quote(inbound.chat_id, thread_ts, inbound.sender_id)
+            inbound = dataclasses.replace(inbound, quote=quote)
         await self._deliver(inbound)
 
     async def _on_http(self, request: web.Request) -> web.StreamResponse:
@@ -275,6 +285,18 @@ class SlackAdapter:
                 _ConnectionRetry(self._metrics, max_retry_count=1),
                 _RateLimitRetry(self._metrics, max_retry_count=self._cfg.max_retries),
             ],
+        )
+
+    async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
+        if self._session is None:
+            raise PictureUnavailable("slack adapter is not started")
+        return await download(
+            self._session,
+            picture,
+            token=self._cfg.bot_token.get_secret_value(),
+            api_base_url=self._cfg.api_base_url,
+            max_bytes=max_bytes,
+            timeout=self._cfg.timeout,
         )
 
     def _require_client(self) -> AsyncWebClient:

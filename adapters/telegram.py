@@ -34,8 +34,9 @@ from telegram.ext import Application, ApplicationBuilder
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import TelegramAdapter as TelegramConfig
 from bridge.metrics import Metrics
-from bridge.types import Inbound, Limits, Outbound
+from bridge.types import Inbound, Limits, Outbound, Picture
 
+from ._telegram_files import download
 from ._telegram_inbound import to_inbound
 from ._telegram_request import AiohttpRequest
 from ._telegram_send import MAX_LEN, Sender, _seconds
@@ -371,6 +372,9 @@ class TelegramAdapter:
             except TelegramError as exc:  # cosmetic: never worth more than a debug line
                 log.debug("telegram typing in %s failed: %s", inbound.chat_id, self._scrub(exc))
             await asyncio.sleep(self._config.typing_interval)
+
+    async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
+        return await download(self._bot, picture, max_bytes, self._scrub)
 
     def health(self) -> Health:
         if self._config.mode == "webhook":

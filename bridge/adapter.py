@@ -1,8 +1,9 @@
 """The adapter interface: what the bridge needs from a platform, and nothing platform-specific.
 
 An adapter starts and stops, hands each platform event to `deliver` as an `Inbound`, sends
-`Outbound` replies, shows a working signal, says its limits and health, and may serve webhook
-routes on the bridge's one HTTP server. Implementations live in `adapters/`, one file each.
+`Outbound` replies, shows a working signal, downloads a picture sent to the bot when a backend can
+see it, says its limits and health, and may serve webhook routes on the bridge's one HTTP server.
+Implementations live in `adapters/`, one file each.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from .types import Inbound, Limits, Outbound
+from .types import Inbound, Limits, Outbound, Picture
 
 # The router's intake: True once the message is durably accepted, False if it needs no answer.
 Deliver = Callable[[Inbound], Awaitable[bool]]
@@ -51,6 +52,11 @@ class Adapter(Protocol):
         """Post every part, in order; raise only when the reply cannot be delivered at all."""
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]: ...
+
+    async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
+        """The picture's bytes through the platform's file API. Raise `PictureTooLarge` before
+        reading more than `max_bytes` (before any download where the platform states the size),
+        `PictureUnavailable` when it cannot be had."""
 
     def health(self) -> Health: ...
 

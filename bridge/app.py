@@ -17,9 +17,10 @@ from .breaker import GuardedBackend, guard
 from .config import Config
 from .http import HttpServer
 from .metrics import Metrics
+from .profiles import Profiles
 from .router import Router
 from .store import Store, open_store
-from .types import Inbound, Limits, Outbound
+from .types import Inbound, Limits, Outbound, Picture
 
 log = logging.getLogger("bridge")
 
@@ -45,6 +46,9 @@ class AdapterOutbox:
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         return self._adapter(inbound.platform).working(inbound)
+
+    async def fetch_picture(self, platform: str, picture: Picture, max_bytes: int) -> bytes:
+        return await self._adapter(platform).fetch_picture(picture, max_bytes)
 
 
 class Bridge:
@@ -80,8 +84,7 @@ class Bridge:
             backends=self.guarded,
             outbox=AdapterOutbox(self.adapters),
             settings=config.bridge,
-            routes=config.routes,
-            default_backend=config.default_backend(),
+            profiles=Profiles.from_config(config),
             metrics=self.metrics,
             gate=Gate(config.access, self.store),
         )

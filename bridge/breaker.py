@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from .backends import Backend
 from .errors import BackendError, CircuitOpen
 from .metrics import Metrics
-from .types import Answer, Session
+from .types import Answer, Question, Session
 
 log = logging.getLogger("bridge.breaker")
 
@@ -107,10 +107,10 @@ class GuardedBackend:
         self.backend = backend
         self.breaker = breaker
 
-    async def ask(self, session: Session, text: str) -> Answer:
+    async def ask(self, session: Session, question: Question) -> Answer:
         self.breaker.acquire()
         try:
-            answer = await self.backend.ask(session, text)
+            answer = await self.backend.ask(session, question)
         except BackendError as exc:
             if exc.cause in TRIPPING_CAUSES:
                 self.breaker.failed()

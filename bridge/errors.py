@@ -100,3 +100,40 @@ class CircuitOpen(BackendError):
     def __init__(self, backend: str, retry_in: float) -> None:
         super().__init__(f"backend {backend} is short-circuited for another {retry_in:.1f}s")
         self.retry_in = retry_in
+
+
+class PictureError(BridgeError):
+    """A picture the bridge will not pass to a backend; `reply` is what the user is told, the
+    message (`detail`) what the operator's log says."""
+
+    reply = "Sorry, I couldn't get that picture. Please try sending it again."
+
+
+class PictureTooLarge(PictureError):
+    def __init__(self, size: int | None, limit: int) -> None:
+        known = f"{size:,} bytes" if size is not None else f"over {limit:,} bytes"
+        super().__init__(f"picture is {known}; the limit is {limit:,}")
+        self.size = size
+        self.limit = limit
+
+    @property
+    def reply(self) -> str:  # type: ignore[override]
+        size = f" is {megabytes(self.size)}" if self.size is not None else " is too large"
+        return (
+            f"That picture{size}; I can take pictures up to {megabytes(self.limit)}. "
+            "Please send a smaller one."
+        )
+
+
+class PictureNotSupported(PictureError):
+    """Not a JPEG, PNG, WebP or GIF picture (by what the platform claims, or by its bytes)."""
+
+    reply = "I can look at JPEG, PNG, WebP and GIF pictures; that file is none of them."
+
+
+class PictureUnavailable(PictureError):
+    """The download failed (the platform refused it, the file is gone, the network failed)."""
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB".replace(".0 MB", " MB")

@@ -11,30 +11,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .access import Gate, matches
+from .access import Gate
 from .backends import Backend
 from .commands import Commands
-from .config import AccessSettings, BridgeSettings, Route
-from .errors import BackendError, InputTooLong
+from .config import AccessSettings, BridgeSettings
+from .errors import BackendError, InputTooLong, PictureError, PictureUnavailable
 from .lanes import Lanes
 from .metrics import Metrics
+from .pictures import PictureSource
+from .profiles import Profile, Profiles
+from .questions import Questions
 from .session import key_for
 from .store import Store
 from .text import clean, split, utf16_len
-from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Session
+from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Question, Session
 
 log = logging.getLogger("bridge.router")
 
 EMPTY_ANSWER = "(The assistant returned an empty answer.)"
 
 
-class Outbox(Protocol):
-    """Where replies go: the running adapters, chosen by `Outbound.platform`."""
+class Outbox(PictureSource, Protocol):
+    """Where replies go (and pictures come from): the running adapters, chosen by platform."""
 
     def limits(self, platform: str) -> Limits: ...
 
@@ -67,8 +70,7 @@ class Router:
         backends: Mapping[str, Backend],
         outbox: Outbox,
         settings: BridgeSettings,
-        routes: Sequence[Route] = (),
-        default_backend: str | None = None,
+        profiles: Profiles,
         metrics: Metrics | None = None,
         gate: Gate | None = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -77,14 +79,16 @@ class Router:
         self._backends = backends
         self._outbox = outbox
         self._settings = settings
-        self._routes = list(routes)
-        self._default = default_backend or next(iter(backends), None)
+        self._profiles = profiles
+        self._questions = Questions(settings, outbox)
         self._metrics = metrics or Metrics()
         self._gate = gate or Gate(AccessSettings(), store)  # allows everyone, no limit
         self._clock = clock
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._lanes = Lanes(on_change=self._lanes_changed)
-        self._commands = Commands(store=store, backends=backends, settings=settings)
+        self._commands = Commands(
+            store=store, backends=backends, settings=settings, profiles=profiles
+        )
         self._closing = False
 
     # ------------------------------------------------------------------------------- intake
@@ -181,7 +185,7 @@ class Router:
             log.info("access denied", extra=_context(job))
             if self._gate.denied_reply:
                 await self._reply(job, self._gate.denied_reply, kind="notice")
-        elif inbound.unsupported:
+        elif inbound.unsupported and not self._profiles.for_inbound(inbound).sees(inbound):
             self._metrics.message(inbound.platform, "refused")
             await self._reply(job, _unsupported(inbound.unsupported), kind="notice")
         elif command is not None:
@@ -201,15 +205,19 @@ class Router:
 
     async def _ask(self, job: _Job, text: str) -> None:
         inbound = job.inbound
-        name = self.backend_for(inbound)
+        profile = self._profiles.for_inbound(inbound)
+        name = profile.backend
         backend = self._backends[name]
         state = await self._store.sessions.get(job.key, name)
         session = Session(job.key, state)
         metrics = self._metrics
+        question = await self._question(job, text, profile, session)
+        if question is None:
+            return
         async with self._outbox.working(inbound), self._slot():
             asked = self._clock()
             try:
-                answer = await backend.ask(session, text)
+                answer = await backend.ask(session, question)
             except InputTooLong as exc:
                 metrics.message(inbound.platform, "refused")
                 await self._reply(job, _too_long(exc.length, exc.limit), kind="notice")
@@ -236,6 +244,19 @@ class Router:
             metrics.message(inbound.platform, "answered")
             metrics.bridge_added(inbound.platform, asked - job.started, sent - answered)
             log.info("answered", extra=_context(job, name, self._clock() - job.started))
+
+    async def _question(
+        self, job: _Job, text: str, profile: Profile, session: Session
+    ) -> Question | None:
+        """What the backend is asked; None when its picture cannot go (the sender is told why)."""
+        try:
+            return await self._questions.build(job.inbound, text, profile, session)
+        except PictureError as exc:
+            self._metrics.message(job.inbound.platform, "refused")
+            level = logging.WARNING if isinstance(exc, PictureUnavailable) else logging.INFO
+            log.log(level, "picture not passed on: %s", exc, extra=_context(job, profile.backend))
+            await self._reply(job, exc.reply, kind="notice")
+            return None
 
     def _failed(self, job: _Job, backend: str, cause: str, asked: float, detail: str) -> None:
         self._metrics.backend_errors.labels(backend, cause).inc()
@@ -280,14 +301,6 @@ class Router:
         return self._clock()
 
     # ------------------------------------------------------------------------------- helpers
-
-    def backend_for(self, inbound: Inbound) -> str:
-        for route in self._routes:
-            if matches(route, inbound):
-                return route.backend
-        if self._default is None:
-            raise LookupError("no backend configured")
-        return self._default
 
     def _slot(self) -> _Slot:
         return _Slot(self._slots, self._metrics)
@@ -335,9 +348,13 @@ def _context(job: _Job, backend: str | None = None, took: float | None = None) -
 
 
 def _keep_generation(state: Mapping[str, object], session: Session) -> dict[str, object]:
+    """The backend's new state with what the bridge keeps there: the /reset generation and the
+    /model choice."""
     merged = dict(state)
     if session.generation:
         merged["generation"] = session.generation
+    if session.chosen_model is not None:
+        merged["model"] = session.chosen_model
     return merged
 
 

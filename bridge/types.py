@@ -1,7 +1,8 @@
 """The platform-neutral messages that travel through the bridge.
 
-Adapters build an `Inbound` from a platform event and receive `Outbound` replies; backends return an
-`Answer`. All of them are plain frozen dataclasses so that they can be stored and replayed.
+Adapters build an `Inbound` from a platform event and receive `Outbound` replies; backends are asked
+a `Question` and return an `Answer`. All of them are plain frozen dataclasses so that they can be
+stored and replayed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,27 @@ class Addressed(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Quote:
+    """The message an addressed message replies to (or quotes part of): context for the backend."""
+
+    author: str  # a display name ("Bob"), as people in the chat see it
+    text: str  # the quoted part when the platform says which, else the whole message
+    from_bot: bool = False  # one of the bot's own messages
+    own_question: bool = False  # the sender's own earlier message to the bot
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """A picture sent to the bot, by reference: what its adapter needs to download it (again, after
+    a restart). Never the bytes, so that stored and journalled messages stay small."""
+
+    ref: str  # Telegram file_id, Discord attachment URL, Slack url_private
+    size: int | None = None  # bytes, when the platform states it
+    mime: str | None = None  # what the platform claims; the bytes are checked anyway
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Inbound:
     platform: str  # "telegram", "discord", "slack", "console"
     chat_id: str  # where the message was posted (and where the answer goes)
@@ -48,22 +70,37 @@ class Inbound:
     # What the message carried that the bridge cannot pass on ("a photo", "a file"); the user is
     # told so instead of getting silence or an answer to half a question.
     unsupported: str | None = None
+    quote: Quote | None = None  # the replied-to or quoted message
+    # A picture the message carries; passed on to a backend that can see (then `unsupported` is
+    # what a backend that cannot is refused with).
+    picture: Picture | None = None
 
     @property
     def group_id(self) -> str:
         return self.scope_id or self.chat_id
 
     def to_dict(self) -> dict[str, Any]:
-        # Every field is a str, float, None or a str enum: no deep copy needed (asdict's is the
-        # costliest step of accepting a message).
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        # Every other field is a str, float, None or a str enum: no deep copy needed (asdict's is
+        # the costliest step of accepting a message).
+        data = {f.name: getattr(self, f.name) for f in _FIELDS}
+        for name in _NESTED:
+            if data[name] is not None:
+                data[name] = dataclasses.asdict(data[name])
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Inbound:
         values = dict(data)
         values["kind"] = ChatKind(values["kind"])
         values["addressed"] = Addressed(values["addressed"])
+        for name, nested in _NESTED.items():
+            if values.get(name) is not None:
+                values[name] = nested(**values[name])
         return cls(**values)
+
+
+_FIELDS = dataclasses.fields(Inbound)
+_NESTED: dict[str, Any] = {"quote": Quote, "picture": Picture}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +112,25 @@ class Outbound:
     thread_id: str | None = None
     workspace: str | None = None
     kind: str = "answer"  # "answer", "notice" (help, refusals) or "apology"
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A picture's bytes, checked, for one request to a backend that can see; never stored."""
+
+    mime: str  # image/jpeg, image/png, image/webp or image/gif, from the bytes themselves
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What a backend is asked: the text (with any quoted message folded in), the options of the
+    route it came by (`system_prompt`, `model`, …, already validated for the backend's type; the
+    backend's own config fills in the rest) and, for a backend that can see, pictures."""
+
+    text: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    images: tuple[Image, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +165,12 @@ class Session:
     def generation(self) -> int:
         """How many times /reset was used; backends keyed by session id send a new id for each."""
         return int(self.state.get("generation", 0))
+
+    @property
+    def chosen_model(self) -> str | None:
+        """The model picked with /model in this session: kept in the state, like `generation`."""
+        model = self.state.get("model")
+        return model if isinstance(model, str) else None
 
     @property
     def wire_id(self) -> str:

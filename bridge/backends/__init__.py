@@ -7,7 +7,7 @@ import importlib
 from typing import Protocol
 
 from ..config import BackendConfig
-from ..types import Answer, Session
+from ..types import Answer, Question, Session
 
 _CLASSES = {
     "echo": "bridge.backends.echo:EchoBackend",
@@ -21,8 +21,8 @@ _CLASSES = {
 class Backend(Protocol):
     name: str
 
-    async def ask(self, session: Session, text: str) -> Answer:
-        """Answer `text` in `session`; raise a `BackendError` subclass when it cannot."""
+    async def ask(self, session: Session, question: Question) -> Answer:
+        """Answer `question` in `session`; raise a `BackendError` subclass when it cannot."""
 
     async def probe(self) -> str:
         """The least invasive call that proves the API and credentials work; a short description."""

@@ -15,7 +15,7 @@ from typing import Any
 from ..config import NexusBackend as NexusConfig
 from ..errors import BadResponse, ConfigError, Rejected, Unavailable
 from ..text import strip_think
-from ..types import Answer, Session, Usage
+from ..types import Answer, Question, Session, Usage
 from . import _http
 
 log = logging.getLogger("bridge.backends.nexus")
@@ -37,18 +37,23 @@ class NexusBackend:
         self._url = config.base_url.rstrip("/") + "/api/v3/"
         self._api = _http.Api(name, config, headers=headers, verify=_tls(name, config))
 
-    async def ask(self, session: Session, text: str) -> Answer:
+    async def ask(self, session: Session, question: Question) -> Answer:
         cfg = self.config
+        text = question.text
         history = _history(session.state) if cfg.history == "fold" else []
-        answer, usage = await self._interact(self.fold(history, text))
+        template = question.options.get("prompt_template", cfg.prompt_template)
+        answer, usage = await self._interact(self.fold(history, text, template))
         if cfg.history == "none":
             return Answer(text=answer, usage=usage)
         keep = cfg.history_turns
         history = [*history, {"user": text, "assistant": answer}][-keep:] if keep else []
         return Answer(text=answer, usage=usage, state={**session.state, "history": history})
 
-    def fold(self, history: list[dict[str, str]], text: str) -> str:
-        """The prompt: `prompt_template` with the most recent turns that fit `history_max_chars`."""
+    def fold(
+        self, history: list[dict[str, str]], text: str, template: str | None = None
+    ) -> str:
+        """The prompt: `template` (a route's, else `prompt_template`) with the most recent turns
+        that fit `history_max_chars`."""
         cfg = self.config
         if cfg.history == "none":
             return text
@@ -60,7 +65,8 @@ class NexusBackend:
             if size > cfg.history_max_chars:
                 break
             turns.append(rendered)
-        return cfg.prompt_template.format(history="".join(reversed(turns)), text=text)
+        template = cfg.prompt_template if template is None else template
+        return template.format(history="".join(reversed(turns)), text=text)
 
     async def _interact(self, prompt: str) -> tuple[str, Usage]:
         # The call changes nothing on the server (no conversation is kept): safe to retry.

@@ -27,7 +27,7 @@ from aiolimiter import AsyncLimiter
 from ..config import NexusGPTBackend as NexusGPTConfig
 from ..errors import BackendError, BadResponse, InputTooLong, Rejected, Timeout
 from ..text import split
-from ..types import Answer, Session
+from ..types import Answer, Question, Session
 from . import _http
 
 log = logging.getLogger("bridge.backends.nexusgpt")
@@ -85,9 +85,9 @@ class NexusGPTBackend:
             cfg.base_url, cfg.api_key.get_secret_value(), cfg.messages_per_minute
         )
 
-    async def ask(self, session: Session, text: str) -> Answer:
+    async def ask(self, session: Session, question: Question) -> Answer:
         deadline = asyncio.get_running_loop().time() + self.config.poll_timeout
-        parts = self._parts(text)
+        parts = self._parts(question.text)
         thread: str | None = session.state.get("thread_id")
         cursor: str | None = session.state.get("cursor") if thread else None
         waiting = 0

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from ..config import NugenBackend as NugenConfig
 from ..errors import BadResponse
-from ..types import Answer, Session, Usage
+from ..types import Answer, Question, Session, Usage
 from . import _http
 
 
@@ -28,19 +28,20 @@ class NugenBackend:
             f"{quote(config.engine_id, safe='')}/chat"
         )
 
-    async def ask(self, session: Session, text: str) -> Answer:
+    async def ask(self, session: Session, question: Question) -> Answer:
         cfg = self.config
         thread = session.state.get("conv_thread_id")
+        # A route's options (prompt_id, model_llm, mode, top_k) override the backend's own.
         body: dict[str, Any] = {
-            "query": text,
+            "query": question.text,
             "model_llm": cfg.model_llm,
             "mode": cfg.mode,
             "top_k": cfg.top_k,
+            **({"prompt_id": cfg.prompt_id} if cfg.prompt_id else {}),
+            **question.options,
         }
         if thread:
             body["conv_thread_id"] = thread
-        if cfg.prompt_id:
-            body["prompt_id"] = cfg.prompt_id
         response = await self._api.call(
             "POST",
             self._url,

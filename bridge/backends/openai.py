@@ -4,19 +4,26 @@ Three ways to carry a conversation (`session:`): `header` sends the session id i
 the new message (the seed contract of nanobot's API); `body` sends it as a body field (`session_id`,
 what nanobot-ai 0.3.5's `serve` actually reads); `bridge` keeps the history here, trimmed, and sends
 it whole. After `/reset` the id sent is `{key}#{n}`: a server keying history by id starts over.
+
+A route's options (`model`, `system_prompt`, `temperature`, `max_tokens`) override the backend's
+own per request. With `vision: true` a picture goes as an `image_url` content part (a data URI);
+the kept history holds only a `[picture]` placeholder for it, never the bytes.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from ..config import OpenAIBackend as OpenAIConfig
 from ..errors import BadResponse, Rejected, Unavailable
-from ..types import Answer, Session, Usage
+from ..types import Answer, Question, Session, Usage
 from . import _http
 
 # nanobot answers HTTP 200 with this content when its own LLM is down.
 _NANOBOT_FAILURE = "Error calling LLM:"
+PICTURE = "[picture]"  # what the kept history says in place of a picture
+_BODY_OPTIONS = ("temperature", "max_tokens")
 
 
 class OpenAIBackend:
@@ -30,19 +37,25 @@ class OpenAIBackend:
             name, config, base_url=config.base_url.rstrip("/") + "/", headers=headers
         )
 
-    async def ask(self, session: Session, text: str) -> Answer:
+    async def ask(self, session: Session, question: Question) -> Answer:
         cfg = self.config
-        history: list[dict[str, str]] = list(session.state.get("history", []))
-        messages = []
+        options = question.options
+        if question.images and not cfg.vision:
+            raise Rejected("a picture for a backend without vision: true (not sent)")
+        history: list[dict[str, Any]] = list(session.state.get("history", []))
+        messages: list[dict[str, Any]] = []
         if cfg.session == "bridge":
-            if cfg.system_prompt:
-                messages.append({"role": "system", "content": cfg.system_prompt})
+            system_prompt = options.get("system_prompt", cfg.system_prompt)
+            if system_prompt:
+                messages.append({"role": "system", "content": system_prompt})
             messages.extend(history)
-        messages.append({"role": "user", "content": text})
+        messages.append({"role": "user", "content": _content(question)})
 
         body: dict[str, Any] = {**cfg.extra_body, "messages": messages}
-        if cfg.model:
-            body["model"] = cfg.model
+        model = options.get("model", cfg.model)
+        if model:
+            body["model"] = model
+        body.update((key, options[key]) for key in _BODY_OPTIONS if key in options)
         headers = {}
         if cfg.session == "header":
             headers[cfg.session_header] = session.wire_id
@@ -57,7 +70,7 @@ class OpenAIBackend:
         state = None
         if cfg.session == "bridge":
             history += [
-                {"role": "user", "content": text},
+                {"role": "user", "content": _remembered(question)},
                 {"role": "assistant", "content": content},
             ]
             state = {
@@ -81,6 +94,27 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self._api.aclose()
+
+
+def _content(question: Question) -> str | list[dict[str, Any]]:
+    """The user message's content: plain text, or text and image parts for a picture."""
+    if not question.images:
+        return question.text
+    parts: list[dict[str, Any]] = []
+    if question.text:
+        parts.append({"type": "text", "text": question.text})
+    for image in question.images:
+        encoded = base64.b64encode(image.data).decode("ascii")
+        url = f"data:{image.mime};base64,{encoded}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
+
+
+def _remembered(question: Question) -> str:
+    """The user turn as the kept history holds it: a placeholder instead of picture bytes."""
+    if not question.images:
+        return question.text
+    return f"{PICTURE} {question.text}".rstrip()
 
 
 def _parse(data: Any) -> tuple[str, Usage]:

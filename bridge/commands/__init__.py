@@ -1,8 +1,9 @@
 """The bridge's own commands (`/help`, `/reset`, …): answered here, never sent to a backend.
 
 `Commands` holds one explicit table from a command's name to its handler; each group of commands
-lives in a module of its own (`session` for /start, /help and /reset) and is added to the table
-in `Commands.__init__`. A handler gets the `Invocation` and returns the reply text.
+lives in a module of its own (`session` for /start, /help and /reset, `model` for /model) and is
+added to the table in `Commands.__init__`. A handler gets the `Invocation` and returns the reply
+text.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from dataclasses import dataclass
 
 from ..backends import Backend
 from ..config import BridgeSettings
+from ..profiles import Profiles
 from ..store import Store
 from ..types import Inbound
-from . import session
+from . import model, session
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +46,20 @@ def arguments_of(text: str) -> str:
 
 class Commands:
     def __init__(
-        self, *, store: Store, backends: Mapping[str, Backend], settings: BridgeSettings
+        self,
+        *,
+        store: Store,
+        backends: Mapping[str, Backend],
+        settings: BridgeSettings,
+        profiles: Profiles,
     ) -> None:
-        conversation = session.SessionCommands(store, backends, settings)
+        conversation = session.SessionCommands(store, backends, settings, profiles)
+        models = model.ModelCommands(store, profiles)
         self._table: dict[str, Handler] = {
             "start": conversation.help,
             "help": conversation.help,
             "reset": conversation.reset,
+            "model": models.model,
         }
 
     def parse(self, inbound: Inbound, key: str) -> Invocation | None:

@@ -3,7 +3,7 @@ fields (platform, kind, workspace, chat, user)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -24,6 +24,14 @@ class Match(Strict):
 
 class Route(Match):
     backend: str
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what this route changes about its backend's answers (persona, model); "
+        "checked against the backend's type",
+    )
+    models: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, description="models /model may switch between here; default: the backend's models"
+    )
 
 
 class AccessRule(Match):

@@ -42,7 +42,21 @@ class BridgeSettings(Strict):
     )
     breaker_cooldown: float = Field(30.0, gt=0, description="seconds a circuit stays open")
     apology: str = DEFAULT_APOLOGY
-    help_text: str | None = None
+    help_text: str | None = Field(
+        None, description="the opening of /help; the lines on what this chat offers follow it"
+    )
+    quote_context: bool = Field(
+        True, description="pass the replied-to message to the backend as context"
+    )
+    quote_max_chars: int = Field(
+        1000, ge=20, description="longest replied-to text passed on (cut at a clean boundary)"
+    )
+    max_image_bytes: int = Field(
+        5_000_000, ge=1, description="largest picture passed to a backend that can see"
+    )
+    reset_clears_model: bool = Field(
+        False, description="/reset also forgets the model chosen with /model"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     log_levels: dict[str, Literal["debug", "info", "warning", "error"]] = {}

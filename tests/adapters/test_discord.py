@@ -139,7 +139,9 @@ async def test_reply_to_the_bot_is_answered_and_reply_to_a_human_is_not(fake, ru
     await fake.say("I disagree with alice", author=BOB, reply_to=human)
     asked = await fake.say("follow-up from bob", author=BOB, reply_to=bot_message)
     answers = await posts(fake, 2)
-    assert answers[1]["content"] == f"[{group_key(fake.channel_id, BOB)}] follow-up from bob"
+    # The echo backend keeps no history, so it is told which answer Bob replies to.
+    quoted = f"[In reply to you: {bot_message['content']}]"
+    assert answers[1]["content"] == f"[{group_key(fake.channel_id, BOB)}] {quoted}\nfollow-up from bob"
     assert answers[1]["message_reference"]["message_id"] == asked["id"]
 
 

@@ -4,7 +4,9 @@ The real discord.py client logs in (users/@me, oauth2/applications/@me), discove
 (gateway/bot), IDENTIFYs and gets READY plus one GUILD_CREATE (a guild with a text channel, a thread
 and the bot's managed role), heartbeats, RESUMEs. Tests make people talk with `say()`, which
 dispatches MESSAGE_CREATE; what the bot posts is in `posted`, and like Discord the fake echoes the
-bot's own messages back over the gateway. Faults: every REST fault of FakeServer, `rate_limit_next`
+bot's own messages back over the gateway. REST serves any message it knows (GET
+channels/{c}/messages/{id}), and attachments (`say(attachment=…, data=…)`) are served from the
+fake's own "CDN" (`/attachments/…`), each download recorded in `downloads`. Faults: every REST fault of FakeServer, `rate_limit_next`
 (a 429 as Discord sends it), `forbid_next` (403 Missing Permissions), `disconnect()` (the gateway
 closes the socket) and `invalidate_next_resume()` (the client must IDENTIFY again).
 """
@@ -109,6 +111,8 @@ class FakeDiscord(FakeServer):
         self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self.messages: dict[str, dict[str, Any]] = {}
         self.posted: list[dict[str, Any]] = []  # what the bot posted, in order
+        self.attachments: dict[str, bytes] = {}  # CDN path -> bytes
+        self.downloads: list[str] = []  # CDN paths fetched, in order
         self.gateway_ops: list[dict[str, Any]] = []  # what clients sent (tokens removed)
         self.sessions: dict[str, _Session] = {}
         self.connections: list[_Connection] = []
@@ -173,28 +177,37 @@ class FakeDiscord(FakeServer):
         channel: int | None = None,
         dm: bool = False,
         reply_to: dict[str, Any] | None = None,
+        resolved: bool = True,
+        seen: bool = True,
         webhook: bool = False,
         attachment: str | None = None,
+        data: bytes = b"\0" * 1024,
+        content_type: str | None = None,
+        stated_size: int | None = None,
     ) -> dict[str, Any]:
         """A user posts `content` (in the guild text channel unless `channel` or `dm`), with a
-        file named `attachment` if given."""
-        if dm:
-            data = self._message(self.dm_channel(author), None, author, content, reply_to)
-        else:
-            data = self._message(
-                channel or self.channel_id, self.guild_id, author, content, reply_to
-            )
+        file named `attachment` (holding `data`) if given. `resolved=False` leaves out the
+        replied-to message, as Discord sometimes does: the client must fetch it. `seen=False`
+        keeps the message from the gateway (posted before the bot connected): REST has it."""
+        channel_id = self.dm_channel(author) if dm else (channel or self.channel_id)
+        message = self._message(channel_id, None if dm else self.guild_id, author, content, reply_to)
+        if reply_to is not None and not resolved:
+            del message["referenced_message"]
         if attachment:
-            data["attachments"] = [{
-                "id": str(self.snowflake()), "filename": attachment, "size": 1024,
-                "url": f"{self.url}/attachments/{attachment}",
-                "proxy_url": f"{self.url}/attachments/{attachment}",
+            path = f"/attachments/{self.snowflake()}/{attachment}"
+            self.attachments[path] = data
+            message["attachments"] = [{
+                "id": str(self.snowflake()), "filename": attachment,
+                "size": len(data) if stated_size is None else stated_size,
+                "url": f"{self.url}{path}?ex=signed", "proxy_url": f"{self.url}{path}",
+                **({"content_type": content_type} if content_type else {}),
             }]  # fmt: skip
         if webhook:
-            data["webhook_id"] = str(self.snowflake())
-            data.pop("member", None)
-        await self._dispatch_for(data.get("guild_id"), "MESSAGE_CREATE", data)
-        return data
+            message["webhook_id"] = str(self.snowflake())
+            message.pop("member", None)
+        if seen:
+            await self._dispatch_for(message.get("guild_id"), "MESSAGE_CREATE", message)
+        return message
 
     def _message(
         self,
@@ -254,6 +267,8 @@ class FakeDiscord(FakeServer):
         app.router.add_get(f"{API}/gateway/bot", self._gateway_bot)
         app.router.add_post(f"{API}/channels/{{channel}}/messages", self._create_message)
         app.router.add_post(f"{API}/channels/{{channel}}/typing", self._typing)
+        app.router.add_get(f"{API}/channels/{{channel}}/messages/{{message}}", self._get_message)
+        app.router.add_get("/attachments/{id}/{name}", self._cdn)
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bot {self.token}"
@@ -316,6 +331,21 @@ class FakeDiscord(FakeServer):
         self.posted.append(data)
         await self._dispatch_for(guild_id, "MESSAGE_CREATE", data)  # the bot sees its own post
         return web.json_response(data)
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        found = self.messages.get(request.match_info["message"])
+        if found is None or found["channel_id"] != request.match_info["channel"]:
+            return web.json_response({"message": "Unknown Message", "code": 10008}, status=404)
+        return web.json_response(found)
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        found = self.attachments.get(request.path)
+        if found is None:
+            return web.Response(status=404, text="Not Found")
+        self.downloads.append(request.path)
+        return web.Response(body=found, content_type="application/octet-stream")
 
     async def _typing(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

@@ -1,12 +1,13 @@
 """A fake OpenAI-compatible server: POST /v1/chat/completions and GET /v1/models.
 
-By default it answers `echo: {last user message}`; `reply` can be replaced by a function of the
-request body and headers. It keeps its own history per session id (header or body field), like
+By default it answers `echo: {last user message}` (a picture in it as `[image image/png, N
+bytes]`); `reply` can be replaced by a function of the request body and headers. It keeps its own history per session id (header or body field), like
 nanobot's server, so tests can see what a server-side session would hold.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -20,7 +21,22 @@ Reply = Callable[[dict[str, Any], dict[str, str]], str]
 
 
 def echo_reply(body: dict[str, Any], headers: dict[str, str]) -> str:
-    return f"echo: {body['messages'][-1]['content']}"
+    return f"echo: {text_of(body['messages'][-1]['content'])}"
+
+
+def text_of(content: str | list[dict[str, Any]]) -> str:
+    """A message's content as text: image parts (data URIs) described by type and size."""
+    if isinstance(content, str):
+        return content
+    found = []
+    for part in content:
+        if part["type"] == "text":
+            found.append(part["text"])
+        elif part["type"] == "image_url":
+            head, _, data = part["image_url"]["url"].partition(",")
+            mime = head.removeprefix("data:").removesuffix(";base64")
+            found.append(f"[image {mime}, {len(base64.b64decode(data))} bytes]")
+    return " ".join(found)
 
 
 class FakeOpenAI(FakeServer):
@@ -73,6 +89,10 @@ class FakeOpenAI(FakeServer):
             ],
             "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
         }
+
+    def asked(self) -> list[Any]:
+        """The content of the last (user) message of each chat request, in order."""
+        return [c.json["messages"][-1]["content"] for c in self.calls_to("/v1/chat/completions")]
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.model or "fake"}]})

@@ -10,16 +10,21 @@ API side that signs and POSTs events to the bridge the way Slack does.
     slack.error_next("/api/reactions.add", "already_reacted")        # HTTP 200, ok: false
 
 Every request is recorded (`calls`, and parsed as `api_calls`); messages posted are in `posted`,
-current reactions in `reactions`, Socket Mode acknowledgements in `acks`.
+current reactions in `reactions`, Socket Mode acknowledgements in `acks`. A channel's history
+(`add_message`) is served by conversations.replies, people (`users`) by users.info, and files
+(`add_file`) at their `url_private`, which requires the bot token; each download is recorded in
+`downloads` with how many bytes went out and whether the client read them all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -34,6 +39,14 @@ TEAM_ID = "T024"
 BOT_USER_ID = "UBOT"
 
 _ids = itertools.count(1)
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class Download:
+    path: str
+    sent: int = 0  # bytes written before the client stopped reading
+    complete: bool = False
 
 
 class FakeSlack(FakeServer):
@@ -64,12 +77,78 @@ class FakeSlack(FakeServer):
         self.reactions: set[tuple[str, str, str]] = set()  # (channel, timestamp, name)
         self.acks: dict[str, dict[str, Any]] = {}
         self.sockets: list[web.WebSocketResponse] = []
+        self.history: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> message
+        self.users: dict[str, dict[str, Any]] = {}  # user id -> users.info's user
+        self.files: dict[str, bytes] = {}  # path -> bytes
+        self.downloads: list[Download] = []
+        self.files_read = True  # False: the app lacks files:read (Slack shows its sign-in page)
         self._ts = itertools.count(1)
         super().__init__(record=record)
 
     def setup(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # slack_sdk reads with GET for some methods
         app.router.add_get("/link", self._socket)
+        app.router.add_get("/files-pri/{path:.+}", self._file)
+
+    # ------------------------------------------------------------------------------ content
+
+    def add_message(
+        self, channel: str, text: str, *, user: str = "U099", profile: str | None = None
+    ) -> str:
+        """A message already in `channel` (posted before, or not for the bot); returns its ts.
+        `profile`: the display name Slack puts in the message's `user_profile`."""
+        ts = _ts()
+        message: dict[str, Any] = {"type": "message", "user": user, "text": text, "ts": ts}
+        if profile:
+            message["user_profile"] = {"display_name": profile, "real_name": profile}
+        self.history[(channel, ts)] = message
+        return ts
+
+    def add_user(self, user: str, display_name: str) -> None:
+        self.users[user] = {"id": user, "name": display_name.lower(),
+                            "profile": {"display_name": display_name, "real_name": display_name}}  # fmt: skip
+
+    def add_file(
+        self, data: bytes, *, name: str = "picture.png", mimetype: str = "image/png",
+        stated_size: int | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A file as an event's `files` lists it; served at `url_private` with the bot token.
+        `stated_size`: the size the file object states (default the real one; -1: none)."""
+        file_id = f"F{next(_ids):06d}"
+        path = f"/files-pri/{TEAM_ID}-{file_id}/{name}"
+        self.files[path] = data
+        found: dict[str, Any] = {
+            "id": file_id, "name": name, "mimetype": mimetype, "filetype": name.rsplit(".")[-1],
+            "url_private": f"{self.url}{path}", "url_private_download": f"{self.url}{path}",
+        }  # fmt: skip
+        size = len(data) if stated_size is None else stated_size
+        if size >= 0:
+            found["size"] = size
+        return found
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        token_ok = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
+        if not (token_ok and self.files_read):
+            # Slack answers a request without the token with its sign-in page.
+            return web.Response(status=200, text="<html>sign in</html>", content_type="text/html")
+        data = self.files.get(request.path)
+        if data is None:
+            return web.Response(status=404, text="not found")
+        download = Download(request.path)
+        self.downloads.append(download)
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        try:
+            for start in range(0, len(data), _CHUNK):
+                await response.write(data[start : start + _CHUNK])
+                download.sent += len(data[start : start + _CHUNK])
+                await asyncio.sleep(0)  # let a client that stops reading be noticed
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            return response
+        download.complete = True
+        return response
 
     @property
     def api_url(self) -> str:
@@ -89,7 +168,9 @@ class FakeSlack(FakeServer):
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        if request.content_type == "application/json":
+        if request.method == "GET":
+            args = {}
+        elif request.content_type == "application/json":
             args = await request.json()
         else:
             args = dict(await request.post())
@@ -106,6 +187,8 @@ class FakeSlack(FakeServer):
             "reactions.add": self._reaction_add,
             "reactions.remove": self._reaction_remove,
             "apps.connections.open": self._connections_open,
+            "conversations.replies": self._replies,
+            "users.info": self._users_info,
         }.get(method)
         if handler is None:
             return _error("unknown_method")
@@ -122,7 +205,27 @@ class FakeSlack(FakeServer):
         ts = f"{1_700_000_000 + next(self._ts)}.000100"
         message = {**args, "ts": ts}
         self.posted.append(message)
+        self.history[(str(args["channel"]), ts)] = {
+            "type": "message", "user": self.identity["user_id"], "bot_id": self.identity["bot_id"],
+            "text": args.get("text", ""), "ts": ts,
+            **({"thread_ts": args["thread_ts"]} if args.get("thread_ts") else {}),
+        }  # fmt: skip
         return web.json_response({"ok": True, "channel": args["channel"], "ts": ts})
+
+    async def _replies(self, args: dict[str, Any]) -> web.Response:
+        channel, ts = str(args.get("channel")), str(args.get("ts"))
+        parent = self.history.get((channel, ts))
+        if parent is None:
+            return _error("thread_not_found")
+        replies = [m for (c, _), m in self.history.items() if c == channel and m.get("thread_ts") == ts]
+        messages = [parent, *replies][: int(args.get("limit") or 1000)]
+        return web.json_response({"ok": True, "messages": messages, "has_more": False})
+
+    async def _users_info(self, args: dict[str, Any]) -> web.Response:
+        found = self.users.get(str(args.get("user")))
+        if found is None:
+            return _error("user_not_found")
+        return web.json_response({"ok": True, "user": found})
 
     async def _reaction_add(self, args: dict[str, Any]) -> web.Response:
         key = (args["channel"], args["timestamp"], args["name"])

@@ -1,6 +1,7 @@
 """A fake Telegram Bot API server: getMe, getUpdates (long polling, offsets), set/deleteWebhook,
-getWebhookInfo, sendMessage, sendChatAction, editMessageText, on `/bot{token}/{method}` like the
-real one, so python-telegram-bot talks to it through `base_url=f"{fake.url}/bot"`.
+getWebhookInfo, sendMessage, sendChatAction, editMessageText, getFile on `/bot{token}/{method}` and
+file downloads on `/file/bot{token}/{path}` like the real one, so python-telegram-bot talks to it
+through `base_url=f"{fake.url}/bot"` and `base_file_url=f"{fake.url}/file/bot"`.
 
 It answers the way Telegram does where tests depend on it: a text over 4096 UTF-16 units is
 `400 message is too long`, an unknown chat `400 chat not found`, getUpdates while a webhook is set
@@ -11,8 +12,9 @@ It answers the way Telegram does where tests depend on it: a text over 4096 UTF-
 connection), plus FakeServer's `slow_next` / `drop_next` / `malformed_next`.
 
 In-process: `fake.push(update)` queues an update (`dm()`, `group_message()`, `user()`,
-`group()` build them, with the entities Telegram would add); `fake.sent` is every message the
-bot posted; `fake.api_calls("sendMessage")` the parsed requests.
+`group()` build them, with the entities Telegram would add; `with_picture()` turns one into a
+photo or an image file served by getFile); `fake.sent` is every message the bot posted;
+`fake.api_calls("sendMessage")` the parsed requests; `fake.downloads` every file path fetched.
 
 Standalone, for subprocess tests: `python -m tests.fakes.telegram_api --port N [--token T]
 [--username U]` serves on 127.0.0.1:N until killed (prints `ready http://127.0.0.1:N` on stdout).
@@ -159,6 +161,8 @@ class FakeTelegram(FakeServer):
         self.stalled = False
         self.conflict = False
         self.forbidden: set[int] = set()
+        self.files: dict[str, dict[str, Any]] = {}  # file_id -> getFile's File, plus the bytes
+        self.downloads: list[str] = []  # file paths downloaded, in order
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
         self._arrived = asyncio.Condition()
@@ -166,6 +170,7 @@ class FakeTelegram(FakeServer):
 
     def setup(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._api)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         app.router.add_post("/_test/updates", self._t_updates)
         app.router.add_get("/_test/calls", self._t_calls)
         app.router.add_get("/_test/sent", self._t_sent)
@@ -194,6 +199,7 @@ class FakeTelegram(FakeServer):
         text: str,
         *,
         reply_to: dict[str, Any] | None = None,
+        quote: str | None = None,
         thread_id: int | None = None,
         entities: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
@@ -210,6 +216,8 @@ class FakeTelegram(FakeServer):
             message["entities"] = found
         if reply_to is not None:
             message["reply_to_message"] = reply_to
+        if quote is not None:  # the part of the replied-to message the user picked
+            message["quote"] = {"text": quote, "position": 0, "is_manual": True}
         if thread_id is not None:
             message["message_thread_id"] = thread_id
             message["is_topic_message"] = True
@@ -223,6 +231,43 @@ class FakeTelegram(FakeServer):
         self, chat: dict[str, Any], sender: dict[str, Any], text: str, **kwargs: Any
     ) -> dict[str, Any]:
         return self.message(chat, sender, text, **kwargs)
+
+    def with_picture(
+        self,
+        update: dict[str, Any],
+        data: bytes,
+        *,
+        document: str | None = None,
+        stated_size: int | None = None,
+    ) -> dict[str, Any]:
+        """The message of `update` turned into a photo (or, with `document` as its mime type, an
+        image sent as a file) of `data`, its text becoming the caption. `stated_size` is the size
+        Telegram states (default: the real one; 0: none stated anywhere)."""
+        file_id = f"file-{len(self.files) + 1}"
+        size = len(data) if stated_size is None else stated_size
+        path = f"{'documents' if document else 'photos'}/{file_id}.bin"
+        self.files[file_id] = {
+            "file_id": file_id, "file_unique_id": f"u{file_id}", "file_path": path, "data": data,
+            **({"file_size": size} if size else {}),
+        }  # fmt: skip
+        message = dict(update["message"])
+        caption = message.pop("text", "")
+        entities = message.pop("entities", None)
+        if caption:
+            message["caption"] = caption
+            if entities:
+                message["caption_entities"] = entities
+        stated = {"file_size": size} if size else {}
+        if document:
+            message["document"] = {"file_id": file_id, "file_unique_id": f"u{file_id}",
+                                   "file_name": "picture", "mime_type": document, **stated}  # fmt: skip
+        else:
+            message["photo"] = [
+                {"file_id": f"{file_id}-thumb", "file_unique_id": "t", "width": 90, "height": 90},
+                {"file_id": file_id, "file_unique_id": f"u{file_id}", "width": 800,
+                 "height": 600, **stated},
+            ]  # fmt: skip
+        return {**update, "message": message}
 
     def complete(self, update: dict[str, Any]) -> dict[str, Any]:
         update = dict(update)
@@ -428,6 +473,22 @@ class FakeTelegram(FakeServer):
     async def _m_sendChatAction(self, params: dict[str, Any]) -> bool:
         self._chat(params)
         return True
+
+    async def _m_getFile(self, params: dict[str, Any]) -> dict[str, Any]:
+        found = self.files.get(str(params.get("file_id")))
+        if found is None:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        return {k: v for k, v in found.items() if k != "data"}
+
+    async def _file(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.json_response(ApiError(401, "Unauthorized").body(), status=401)
+        path = request.match_info["path"]
+        for found in self.files.values():
+            if found["file_path"] == path:
+                self.downloads.append(path)
+                return web.Response(body=found["data"], content_type="application/octet-stream")
+        return web.json_response(ApiError(404, "Not Found").body(), status=404)
 
     # ------------------------------------------------------------------------- control API
 
