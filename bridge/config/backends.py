@@ -42,6 +42,11 @@ class OpenAIBackend(BackendBase):
     system_prompt: str | None = None
     history: HistoryLimits = HistoryLimits()
     extra_body: dict[str, Any] = {}
+    stream: bool = Field(
+        False,
+        description="ask with `stream: true` and show the answer as it is written, where the "
+        "adapter streams (server-sent events)",
+    )
 
 
 class NexusBackend(BackendBase):

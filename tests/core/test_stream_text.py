@@ -4,6 +4,7 @@ grows are exactly the parts of the whole answer."""
 from __future__ import annotations
 
 import itertools
+import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 from bridge.stream_text import Sealer, ThinkFilter
 from bridge.text import clean, split, utf16_len
 from tests.core.test_text import code_lines, prose
+
+BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 
 
 def chunked(text: str, cuts: list[int]) -> list[str]:
@@ -72,7 +75,10 @@ def test_no_moment_shows_a_think_block_and_the_end_is_clean(text, cuts):
         assert "<think>" not in think.visible.lower()
         assert "</think>" not in think.visible.lower()
     think.finish()
-    if not think._inside and think.retractions == 0 and "<think>" not in clean(text).lower():
+    # A tag that is whole in the text, or forms once a block is removed, is strip_think's own
+    # multi-pass business: the filter then holds back, and the final answer is clean() itself.
+    unblocked = BLOCK.sub("", text).lower()
+    if not think._inside and think.retractions == 0 and "think>" not in unblocked:
         assert think.visible.strip() == clean(text)
 
 
