@@ -120,6 +120,9 @@ class ConsoleAdapter:
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         return nullcontext()
 
+    def live(self, inbound: Inbound) -> None:
+        return None  # a terminal prints each answer whole
+
     def health(self) -> Health:
         return Health(ready=True, detail="reading stdin")
 

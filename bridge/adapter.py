@@ -1,8 +1,9 @@
 """The adapter interface: what the bridge needs from a platform, and nothing platform-specific.
 
 An adapter starts and stops, hands each platform event to `deliver` as an `Inbound`, sends
-`Outbound` replies, shows a working signal, says its limits and health, and may serve webhook
-routes on the bridge's one HTTP server. Implementations live in `adapters/`, one file each.
+`Outbound` replies, shows a working signal, may show an answer while it is written (`live`), says
+its limits and health, and may serve webhook routes on the bridge's one HTTP server.
+Implementations live in `adapters/`, one file each.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from .streaming import Live
 from .types import Inbound, Limits, Outbound
 
 # The router's intake: True once the message is durably accepted, False if it needs no answer.
@@ -51,6 +53,10 @@ class Adapter(Protocol):
         """Post every part, in order; raise only when the reply cannot be delivered at all."""
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]: ...
+
+    def live(self, inbound: Inbound) -> Live | None:
+        """Where the answer to `inbound` can be shown as it is written (the adapter's
+        `streaming:` settings say for which chats); None: it is sent whole."""
 
     def health(self) -> Health: ...
 

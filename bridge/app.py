@@ -19,6 +19,7 @@ from .http import HttpServer
 from .metrics import Metrics
 from .router import Router
 from .store import Store, open_store
+from .streaming import Live
 from .types import Inbound, Limits, Outbound
 
 log = logging.getLogger("bridge")
@@ -45,6 +46,10 @@ class AdapterOutbox:
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         return self._adapter(inbound.platform).working(inbound)
+
+    def live(self, inbound: Inbound) -> Live | None:
+        adapter = self._adapters.get(inbound.platform)
+        return adapter.live(inbound) if adapter is not None else None
 
 
 class Bridge:
