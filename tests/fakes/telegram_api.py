@@ -1,6 +1,7 @@
 """A fake Telegram Bot API server: getMe, getUpdates (long polling, offsets), set/deleteWebhook,
-getWebhookInfo, sendMessage, sendChatAction, editMessageText, on `/bot{token}/{method}` like the
-real one, so python-telegram-bot talks to it through `base_url=f"{fake.url}/bot"`.
+getWebhookInfo, sendMessage, sendMessageDraft, sendChatAction, editMessageText, on
+`/bot{token}/{method}` like the real one, so python-telegram-bot talks to it through
+`base_url=f"{fake.url}/bot"`.
 
 It answers the way Telegram does where tests depend on it: a text over 4096 UTF-16 units is
 `400 message is too long`, an unknown chat `400 chat not found`, getUpdates while a webhook is set
@@ -12,7 +13,10 @@ connection), plus FakeServer's `slow_next` / `drop_next` / `malformed_next`.
 
 In-process: `fake.push(update)` queues an update (`dm()`, `group_message()`, `user()`,
 `group()` build them, with the entities Telegram would add); `fake.sent` is every message the
-bot posted; `fake.api_calls("sendMessage")` the parsed requests.
+bot posted; `fake.api_calls("sendMessage")` the parsed requests. Streamed answers: `fake.drafts` records every
+sendMessageDraft (private chats only, like Telegram; `drafts_supported = False` makes the method
+unknown, as on an older Bot API server), `fake.edits` every editMessageText that changed a
+message (an edit that changes nothing is `400 message is not modified`, like Telegram's).
 
 Standalone, for subprocess tests: `python -m tests.fakes.telegram_api --port N [--token T]
 [--username U]` serves on 127.0.0.1:N until killed (prints `ready http://127.0.0.1:N` on stdout).
@@ -158,6 +162,9 @@ class FakeTelegram(FakeServer):
         self.stalled = False
         self.conflict = False
         self.forbidden: set[int] = set()
+        self.drafts: list[dict[str, Any]] = []  # every draft shown, in order
+        self.edits: list[dict[str, Any]] = []  # every edit that changed a message
+        self.drafts_supported = True
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
         self._arrived = asyncio.Condition()
@@ -420,9 +427,41 @@ class FakeTelegram(FakeServer):
                 params.get("message_id"),
             ):
                 self._check_text(str(params.get("text", "")), params.get("entities"))
+                entities = params.get("entities")
+                if params["text"] == message["text"] and entities == message.get("entities"):
+                    raise ApiError(
+                        400,
+                        "Bad Request: message is not modified: specified new message content "
+                        "and reply markup are exactly the same as a current content and reply "
+                        "markup of the message",
+                    )
                 message["text"] = params["text"]
+                if entities:
+                    message["entities"] = entities
+                else:
+                    message.pop("entities", None)
+                self.edits.append({"chat_id": params["chat_id"], "message_id": message["message_id"],
+                                   "text": params["text"], "entities": entities,
+                                   "at": asyncio.get_running_loop().time()})  # fmt: skip
                 return message
         raise ApiError(400, "Bad Request: message to edit not found")
+
+    async def _m_sendMessageDraft(self, params: dict[str, Any]) -> bool:
+        if not self.drafts_supported:
+            raise ApiError(404, "Not Found")
+        chat = self._chat(params)
+        if chat.get("type") != "private":
+            raise ApiError(400, "Bad Request: TEXTDRAFT_PEER_INVALID")
+        if not params.get("draft_id"):
+            raise ApiError(400, "Bad Request: draft_id must be non-zero")
+        text = str(params.get("text") or "")
+        if text:
+            self._check_text(text, params.get("entities"))
+        self.drafts.append({"chat_id": params["chat_id"], "draft_id": params["draft_id"],
+                            "text": text, "entities": params.get("entities"),
+                            "message_thread_id": params.get("message_thread_id"),
+                            "at": asyncio.get_running_loop().time()})  # fmt: skip
+        return True
 
     async def _m_sendChatAction(self, params: dict[str, Any]) -> bool:
         self._chat(params)
