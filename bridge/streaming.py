@@ -17,7 +17,7 @@ import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .config import StreamingSettings
 from .errors import BackendError, Timeout
@@ -167,34 +167,39 @@ class StreamedReply:
     async def _present(self, reader: asyncio.Task[None]) -> None:
         while not reader.done():
             now = self._clock()
-            due = self._due(now)
+            due, trickle = self._due(now)
             if due is not None and due <= now:
                 await self._update(now)
                 continue
-            if due is not None:  # text waits for its turn: sleep until then, or the end
-                await asyncio.wait({reader}, timeout=due - now)
-                continue
-            self._grew.clear()
-            grew = asyncio.ensure_future(self._grew.wait())
+            waiters: set[asyncio.Future[Any]] = {reader}
+            if due is None or trickle:  # more text may make an update due sooner
+                self._grew.clear()
+                waiters.add(asyncio.ensure_future(self._grew.wait()))
             try:
-                await asyncio.wait({reader, grew}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    waiters,
+                    timeout=None if due is None else due - now,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
             finally:
-                grew.cancel()
+                for waiter in waiters - {reader}:
+                    waiter.cancel()
 
-    def _due(self, now: float) -> float | None:
-        """When the next update may go; None while there is nothing new to show."""
+    def _due(self, now: float) -> tuple[float | None, bool]:
+        """When the next update may go (None while there is nothing new to show), and whether
+        that is only because too little is new yet (more text would make it sooner)."""
         length, retractions = self._think.length, self._think.retractions
         if (length, retractions) == self._seen:
             if self._live.refresh is not None and self._shown:
-                return self._last_show + self._live.refresh
-            return None
+                return self._last_show + self._live.refresh, False
+            return None, False
         if self._news_since is None:
             self._news_since = now
         due = max(self._last_update + self._settings.min_interval, self._not_before)
         if retractions == self._seen[1] and length - self._seen[0] < self._settings.min_chars:
             # A trickle: show it once it has waited an interval, not a character at a time.
-            due = max(due, self._news_since + self._settings.min_interval)
-        return due
+            return max(due, self._news_since + self._settings.min_interval), True
+        return due, False
 
     async def _update(self, now: float) -> None:
         self._last_update = now

@@ -163,6 +163,7 @@ class FakeTelegram(FakeServer):
         self.conflict = False
         self.forbidden: set[int] = set()
         self.drafts: list[dict[str, Any]] = []  # every draft shown, in order
+        self.sent_at: list[float] = []  # loop time of each message in `sent`
         self.edits: list[dict[str, Any]] = []  # every edit that changed a message
         self.drafts_supported = True
         self._update_ids = itertools.count(1000)
@@ -418,6 +419,7 @@ class FakeTelegram(FakeServer):
         if reply:
             message["reply_to"] = reply["message_id"]  # what the fake shows; not Telegram's shape
         self.sent.append(message)
+        self.sent_at.append(asyncio.get_running_loop().time())
         return message
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
