@@ -10,16 +10,10 @@ import pytest
 
 from adapters.discord import DiscordAdapter
 from bridge.metrics import Metrics
+from tests.adapters.streaming_world import MARKDOWN, routed_config, writing_model
 from tests.adapters.test_discord import discord_section, posts
-from tests.conftest import make_config
 from tests.fakes.base import eventually
 from tests.fakes.discord_gateway import ALICE, BOB, BOT_ID, FakeDiscord
-from tests.fakes.openai_api import FakeOpenAI
-
-MARKDOWN = (
-    "## Plan\n\nHere is **bold**, `code` and a [link](https://example.org).\n\n"
-    "```python\nprint('hello')\n```\n\nThat is all, thank you for asking."
-)
 
 
 @pytest.fixture
@@ -32,21 +26,12 @@ async def fake():
 
 @pytest.fixture
 async def llm():
-    async with FakeOpenAI(lambda body, headers: MARKDOWN) as server:
-        server.stream.chunk = 6
-        server.stream.delay = 0.02
+    async with writing_model() as server:
         yield server
 
 
 async def start(running, fake, llm, **streaming):
-    backend = {"type": "openai", "base_url": llm.base_url, "max_retries": 0, "timeout": 30}
-    settings = {"min_chars": 10, "min_interval": 0.05, "idle_timeout": 5, **streaming}
-    config = make_config({
-        "backends": {"live": {**backend, "stream": True}, "whole": backend},
-        "routes": [{"user": [str(ALICE)], "backend": "live"}],
-        "bridge": {"default_backend": "whole"},
-        "adapters": {"discord": discord_section(fake, streaming=settings)},
-    })  # fmt: skip
+    config = routed_config(llm, "discord", discord_section(fake), str(ALICE), **streaming)
     bridge = await running(config, DiscordAdapter(config.adapters.discord, Metrics()))
     return bridge
 

@@ -9,15 +9,10 @@ import pytest
 from adapters._slack_format import to_mrkdwn
 from adapters.slack import SlackAdapter
 from bridge.metrics import Metrics
-from tests.conftest import make_config
+from tests.adapters.streaming_world import MARKDOWN, routed_config, writing_model
 from tests.fakes.base import eventually
-from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, im, mention
 
-MARKDOWN = (
-    "## Plan\n\nHere is **bold**, `a < b` and a [link](https://example.org).\n\n"
-    "```python\nprint('hello')\n```\n\nThat is all, thank you for asking."
-)
 PLAIN = "Words keep coming, one after another. " * 12
 
 
@@ -29,23 +24,13 @@ async def slack():
 
 @pytest.fixture
 async def llm():
-    async with FakeOpenAI(lambda body, headers: MARKDOWN) as server:
-        server.stream.chunk = 6
-        server.stream.delay = 0.02
+    async with writing_model() as server:
         yield server
 
 
 async def start(running, slack, llm, **streaming):
-    backend = {"type": "openai", "base_url": llm.base_url, "max_retries": 0, "timeout": 30}
-    settings = {"min_chars": 10, "min_interval": 0.05, "idle_timeout": 5, **streaming}
-    section = {"bot_token": BOT_TOKEN, "app_token": APP_TOKEN, "api_base_url": slack.api_url,
-               "streaming": settings}  # fmt: skip
-    config = make_config({
-        "backends": {"live": {**backend, "stream": True}, "whole": backend},
-        "routes": [{"user": ["U012"], "backend": "live"}],
-        "bridge": {"default_backend": "whole"},
-        "adapters": {"slack": section},
-    })  # fmt: skip
+    section = {"bot_token": BOT_TOKEN, "app_token": APP_TOKEN, "api_base_url": slack.api_url}
+    config = routed_config(llm, "slack", section, "U012", **streaming)
     return await running(config, SlackAdapter(config.adapters.slack, Metrics()))
 
 

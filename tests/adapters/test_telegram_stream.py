@@ -11,19 +11,14 @@ import pytest
 
 from adapters.telegram import TelegramAdapter
 from bridge.metrics import Metrics
+from tests.adapters.streaming_world import MARKDOWN, routed_config, writing_model
 from tests.adapters.telegram_world import telegram_section
-from tests.conftest import make_config
-from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram, group, user, utf16_len
 
 ALICE = user(42, "Alice")
 BOB = user(43, "Bob")
 TEAM = group(-1001234567890, "Team")
 
-MARKDOWN = (
-    "## Plan\n\nHere is **bold**, `code` and a [link](https://example.org).\n\n"
-    "```python\nprint('hello')\n```\n\n- one\n- two\n\nThat is all, thank you for asking."
-)
 
 
 @pytest.fixture
@@ -34,21 +29,13 @@ async def telegram():
 
 @pytest.fixture
 async def llm():
-    async with FakeOpenAI(lambda body, headers: MARKDOWN) as server:
-        server.stream.chunk = 6
-        server.stream.delay = 0.02
+    async with writing_model() as server:
         yield server
 
 
 async def start(running, telegram, llm, **streaming):
-    backend = {"type": "openai", "base_url": llm.base_url, "max_retries": 0, "timeout": 30}
-    settings = {"min_chars": 10, "min_interval": 0.1, "idle_timeout": 5, **streaming}
-    config = make_config({
-        "backends": {"live": {**backend, "stream": True}, "whole": backend},
-        "routes": [{"user": ["42"], "backend": "live"}],
-        "bridge": {"default_backend": "whole"},
-        "adapters": {"telegram": telegram_section(telegram, streaming=settings)},
-    })  # fmt: skip
+    streaming.setdefault("min_interval", 0.1)
+    config = routed_config(llm, "telegram", telegram_section(telegram), "42", **streaming)
     assert config.adapters.telegram is not None
     metrics = Metrics()
     bridge = await running(config, TelegramAdapter(config.adapters.telegram, metrics))
