@@ -187,11 +187,11 @@ class StreamedReply:
 
     def _due(self, now: float) -> tuple[float | None, bool]:
         """When the next update may go (None while there is nothing new to show), and whether
-        that is only because too little is new yet (more text would make it sooner)."""
+        more text could make it sooner (too little is new yet, or only a refresh is due)."""
         length, retractions = self._think.length, self._think.retractions
         if (length, retractions) == self._seen:
             if self._live.refresh is not None and self._shown:
-                return self._last_show + self._live.refresh, False
+                return self._last_show + self._live.refresh, True  # new text may come first
             return None, False
         if self._news_since is None:
             self._news_since = now
