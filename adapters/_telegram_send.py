@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import telegramify_markdown
 from aiolimiter import AsyncLimiter
@@ -39,6 +40,15 @@ def render(markdown: str) -> list[tuple[str, tuple[MessageEntity, ...]]]:
         return [(markdown, ())]
     chunks = telegramify_markdown.split_entities(text, entities, MAX_LEN)
     return [(chunk, tuple(_entity(e) for e in found)) for chunk, found in chunks]
+
+
+Entities = tuple[MessageEntity, ...]
+
+
+def reply_to(message_id: str | None) -> ReplyParameters | None:
+    if not message_id:
+        return None
+    return ReplyParameters(int(message_id), allow_sending_without_reply=True)
 
 
 def _entity(entity: telegramify_markdown.MessageEntity) -> MessageEntity:
@@ -71,49 +81,84 @@ class Sender:
     async def send(self, outbound: Outbound) -> None:
         chat_id = int(outbound.chat_id)
         thread = int(outbound.thread_id) if outbound.thread_id else None
-        reply = (
-            ReplyParameters(int(outbound.reply_to), allow_sending_without_reply=True)
-            if outbound.reply_to
-            else None
-        )
-        for markdown, text, entities in self._messages(outbound.parts):
+        reply = reply_to(outbound.reply_to)
+        for part in outbound.parts:
             # Only the first message quotes the question; the rest follow it in order.
-            chat_id = await self._send_one(chat_id, text, entities, markdown, reply, thread)
+            chat_id, _ = await self.post(chat_id, part, reply=reply, thread=thread)
             reply = None
 
-    def _messages(
-        self, parts: tuple[str, ...]
-    ) -> Iterator[tuple[str, str, tuple[MessageEntity, ...]]]:
-        for part in parts:
-            chunks = render(part)
-            for text, entities in chunks:
-                # The plain fallback is the Markdown itself (links keep their URLs) unless the
-                # part had to be re-split, when only this chunk's own text is safe to repeat.
-                yield (part if len(chunks) == 1 else text), text, entities
+    async def post(
+        self,
+        chat_id: int,
+        markdown: str,
+        *,
+        reply: ReplyParameters | None,
+        thread: int | None,
+        edit: int | None = None,
+    ) -> tuple[int, list[int]]:
+        """One part, formatted, each message sent with retries; with `edit`, the first message
+        replaces that one (sent anew if it is gone). Returns the chat id (a group may have
+        migrated) and the ids of the messages holding the part."""
+        ids: list[int] = []
+        chunks = render(markdown)
+        for text, entities in chunks:
+            # The plain fallback is the Markdown itself (links keep their URLs) unless the part
+            # had to be re-split, when only this chunk's own text is safe to repeat.
+            plain = markdown if len(chunks) == 1 else text
+            if edit is not None:
+                edited = await self._edit_one(chat_id, edit, text, entities, plain)
+                edit = None
+                if edited is not None:
+                    ids.append(edited)
+                    continue
+            chat_id, message = await self._with_retries(
+                chat_id, text, entities, plain,
+                lambda chat, text, entities, reply=reply: self._bot.send_message(
+                    chat, text, entities=entities or None, reply_parameters=reply,
+                    message_thread_id=thread,
+                ),
+            )  # fmt: skip
+            ids.append(message.message_id)
+            reply = None
+        return chat_id, ids
 
-    async def _send_one(
+    async def _edit_one(
+        self, chat_id: int, message_id: int, text: str, entities: Entities, plain: str
+    ) -> int | None:
+        """Replace a message's text; None when it can no longer be edited (deleted, too old)."""
+        try:
+            await self._with_retries(
+                chat_id, text, entities, plain,
+                lambda chat, text, entities: self._bot.edit_message_text(
+                    text, chat, message_id, entities=entities or None
+                ),
+            )  # fmt: skip
+        except BadRequest as exc:
+            found = exc.message.lower()
+            if "not modified" in found:
+                return message_id  # it already shows exactly this
+            if "not found" in found or "can't be edited" in found:
+                log.info("telegram: message %s in %s is gone; sending anew", message_id, chat_id)
+                return None
+            raise
+        return message_id
+
+    async def _with_retries(
         self,
         chat_id: int,
         text: str,
-        entities: tuple[MessageEntity, ...],
+        entities: Entities,
         plain: str,
-        reply: ReplyParameters | None,
-        thread: int | None,
-    ) -> int:
-        """Send one message; returns the chat id it went to (a group may have migrated)."""
+        attempt: Callable[[int, str, Entities], Awaitable[Any]],
+    ) -> tuple[int, Any]:
+        """`attempt(chat_id, text, entities)` paced and retried; returns the chat id it went to
+        (a group may have migrated) and what the call returned."""
         config = self._config
         failures = 0
         while True:
             try:
                 await self._wait_turn(chat_id)
-                await self._bot.send_message(
-                    chat_id,
-                    text,
-                    entities=entities or None,
-                    reply_parameters=reply,
-                    message_thread_id=thread,
-                )
-                return chat_id
+                return chat_id, await attempt(chat_id, text, entities)
             except RetryAfter as exc:
                 wait = _seconds(exc.retry_after)
                 failures += 1
@@ -154,6 +199,23 @@ class Sender:
             await limiter.acquire()
         if self._overall is not None:
             await self._overall.acquire()
+
+    async def try_turn(self, chat_id: int) -> float:
+        """Take a send slot now if one is free (0.0), else how long to wait: for updates of a
+        growing message, which are skipped rather than queued."""
+        limiters = [self._overall]
+        if chat_id < 0:
+            limiter = self._groups.get(chat_id)
+            if limiter is None:
+                rate = self._config.group_messages_per_minute
+                limiter = self._groups[chat_id] = AsyncLimiter(rate, 60)
+            limiters.insert(0, limiter)
+        for limiter in limiters:
+            if not limiter.has_capacity():
+                return limiter.time_period / limiter.max_rate
+        for limiter in limiters:
+            await limiter.acquire()  # returns at once: has_capacity() just said there is room
+        return 0.0
 
     def _forget_idle(self) -> None:
         for chat_id, limiter in list(self._groups.items()):

@@ -124,6 +124,9 @@ class ConsoleAdapter:
     async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
         raise PictureUnavailable("the console sends no pictures")
 
+    def live(self, inbound: Inbound) -> None:
+        return None  # a terminal prints each answer whole
+
     def health(self) -> Health:
         return Health(ready=True, detail="reading stdin")
 

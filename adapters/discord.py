@@ -21,12 +21,17 @@ from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import DiscordAdapter as DiscordConfig
 from bridge.errors import ConfigError, PictureUnavailable
 from bridge.metrics import Metrics
-from bridge.types import Addressed, Inbound, Limits, Outbound, Picture
+from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound, Picture
 
 from ._discord_client import BridgeClient
 from ._discord_inbound import is_from_person, to_inbound, worth_fetching
+from ._discord_live import DiscordLive
 
 log = logging.getLogger("adapters.discord")
+
+_Target = tuple[
+    discord.PartialMessageable, discord.MessageReference | None, discord.AllowedMentions
+]
 
 # Discord shows "typing" for about 10 s after each signal; renew a little before it lapses.
 TYPING_EVERY = 8.0
@@ -207,19 +212,7 @@ class DiscordAdapter:
     # ------------------------------------------------------------------------------ sending
 
     async def send(self, outbound: Outbound) -> None:
-        client = self._require_client()
-        channel = client.get_partial_messageable(int(outbound.chat_id))
-        reference = None
-        if outbound.reply_to:
-            # A deleted question must not cost the answer: post it without the reference then.
-            reference = discord.MessageReference(
-                message_id=int(outbound.reply_to),
-                channel_id=channel.id,
-                fail_if_not_exists=False,
-            )
-        # Nothing the model writes may ping anyone; only the reply itself may, when configured.
-        allowed = discord.AllowedMentions.none()
-        allowed.replied_user = self._config.mention_author
+        channel, reference, allowed = self._target(outbound.chat_id, outbound.reply_to)
         for number, part in enumerate(outbound.parts):
             try:
                 await channel.send(
@@ -228,6 +221,32 @@ class DiscordAdapter:
             except discord.Forbidden as exc:
                 self._refused(outbound.chat_id, exc)
                 return
+
+    def live(self, inbound: Inbound) -> DiscordLive | None:
+        """The answer sent early and edited in place as it grows (`streaming:`)."""
+        settings = self._config.streaming
+        if not (settings.dms if inbound.kind is ChatKind.DM else settings.groups):
+            return None
+        reply_to = inbound.message_id if inbound.kind is ChatKind.GROUP else None
+        channel, reference, allowed = self._target(inbound.chat_id, reply_to)
+        return DiscordLive(
+            self._require_client(), channel, reference=reference, allowed=allowed,
+            settings=settings,
+        )  # fmt: skip
+
+    def _target(self, chat_id: str, reply_to: str | None) -> _Target:
+        """Where an answer goes, what it replies to, and whom it may ping."""
+        channel = self._require_client().get_partial_messageable(int(chat_id))
+        reference = None
+        if reply_to:
+            # A deleted question must not cost the answer: post it without the reference then.
+            reference = discord.MessageReference(
+                message_id=int(reply_to), channel_id=channel.id, fail_if_not_exists=False
+            )
+        # Nothing the model writes may ping anyone; only the reply itself may, when configured.
+        allowed = discord.AllowedMentions.none()
+        allowed.replied_user = self._config.mention_author
+        return channel, reference, allowed
 
     def _refused(self, chat_id: str, exc: discord.Forbidden) -> None:
         if chat_id in self._forbidden:

@@ -32,11 +32,12 @@ from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import SlackAdapter as SlackConfig
 from bridge.errors import PictureUnavailable
 from bridge.metrics import Metrics
-from bridge.types import Addressed, Inbound, Limits, Outbound, Picture
+from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound, Picture
 
 from ._slack_context import ThreadParents, download
 from ._slack_events import PLATFORM, to_inbound
 from ._slack_format import to_mrkdwn
+from ._slack_live import SlackLive
 
 log = logging.getLogger("adapters.slack")
 
@@ -92,6 +93,8 @@ class SlackAdapter:
         self._socket: AsyncSocketModeHandler | None = None
         self._identity: dict[str, Any] = {}
         self._parents: ThreadParents | None = None
+        self._streams_refused = False  # chat.startStream is not available to this app
+        self._status_refused = False  # assistant.threads.setStatus is not either
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -166,6 +169,24 @@ class SlackAdapter:
             else:
                 await client.chat_postMessage(channel=outbound.chat_id, text=text)
 
+    def live(self, inbound: Inbound) -> SlackLive | None:
+        """Slack's chat streams in the question's thread, else a message updated in place."""
+        settings = self._cfg.streaming
+        dm = inbound.kind is ChatKind.DM
+        if not (settings.dms if dm else settings.groups) or self._client is None:
+            return None
+        return SlackLive(
+            self._client, channel=inbound.chat_id,
+            thread=inbound.thread_id or (None if dm else inbound.message_id),
+            stream_thread=inbound.thread_id or inbound.message_id,
+            # A stream outside a DM is shown to the person who asked.
+            recipient=None if dm else (inbound.sender_id, inbound.workspace or ""),
+            settings=settings, native=not self._streams_refused, refused=self._refuse_streams,
+        )  # fmt: skip
+
+    def _refuse_streams(self) -> None:
+        self._streams_refused = True
+
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         return self._progress(inbound)
 
@@ -177,11 +198,36 @@ class SlackAdapter:
             yield
             return
         added = await self._react("reactions_add", inbound, name)
+        status = await self._status(inbound, "is thinking…")
         try:
             yield
         finally:
+            if status:
+                await self._status(inbound, "")
             if added:
                 await self._react("reactions_remove", inbound, name)
+
+    async def _status(self, inbound: Inbound, status: str) -> bool:
+        """The assistant thread's status line in a DM (apps with Slack's assistant feature);
+        refused once, it is not tried again."""
+        client = self._client
+        if self._status_refused or client is None or inbound.kind is not ChatKind.DM:
+            return False
+        try:
+            await client.assistant_threads_setStatus(
+                channel_id=inbound.chat_id,
+                thread_ts=inbound.thread_id or str(inbound.message_id),
+                status=status,
+            )
+        except SlackApiError as exc:
+            self._status_refused = True
+            log.info("slack: no assistant status (%s); the reaction shows progress",
+                     exc.response.get("error"))  # fmt: skip
+            return False
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("slack assistant.threads.setStatus failed: %r", exc)
+            return False
+        return True
 
     async def _react(self, method: str, inbound: Inbound, name: str) -> bool:
         client = self._client

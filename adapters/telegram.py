@@ -34,10 +34,11 @@ from telegram.ext import Application, ApplicationBuilder
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import TelegramAdapter as TelegramConfig
 from bridge.metrics import Metrics
-from bridge.types import Inbound, Limits, Outbound, Picture
+from bridge.types import ChatKind, Inbound, Limits, Outbound, Picture
 
 from ._telegram_files import download
 from ._telegram_inbound import to_inbound
+from ._telegram_live import TelegramLive
 from ._telegram_request import AiohttpRequest
 from ._telegram_send import MAX_LEN, Sender, _seconds
 
@@ -84,6 +85,7 @@ class TelegramAdapter:
         self._conflict = False
         self._webhook_set = False
         self._supervisor: asyncio.Task[None] | None = None
+        self._drafts_refused = False  # the Bot API server has no sendMessageDraft
         self.restarts = 0  # poller restarts after a stall (tests and logs read it)
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -349,6 +351,22 @@ class TelegramAdapter:
             ) from None
         except TelegramError as exc:
             raise TelegramFailure(f"sendMessage failed: {self._scrub(exc)}") from None
+
+    def live(self, inbound: Inbound) -> TelegramLive | None:
+        """A draft in a private chat, a message edited in place in a group (`streaming:`)."""
+        settings = self._config.streaming
+        private = inbound.kind is ChatKind.DM
+        if not (settings.dms if private else settings.groups):
+            return None
+        return TelegramLive(
+            self._bot, self._sender, chat_id=int(inbound.chat_id),
+            thread=int(inbound.thread_id) if inbound.thread_id else None,
+            reply=None if private else inbound.message_id, settings=settings,
+            draft=private and not self._drafts_refused, drafts_refused=self._refuse_drafts,
+        )  # fmt: skip
+
+    def _refuse_drafts(self) -> None:
+        self._drafts_refused = True
 
     @asynccontextmanager
     async def working(self, inbound: Inbound) -> AsyncIterator[None]:

@@ -1,9 +1,10 @@
 """The adapter interface: what the bridge needs from a platform, and nothing platform-specific.
 
 An adapter starts and stops, hands each platform event to `deliver` as an `Inbound`, sends
-`Outbound` replies, shows a working signal, downloads a picture sent to the bot when a backend can
-see it, says its limits and health, and may serve webhook routes on the bridge's one HTTP server.
-Implementations live in `adapters/`, one file each.
+`Outbound` replies, shows a working signal, may show an answer while it is written (`live`),
+downloads a picture sent to the bot when a backend can see it, says its limits and health, and may
+serve webhook routes on the bridge's one HTTP server. Implementations live in `adapters/`, one
+file each.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from .streaming import Live
 from .types import Inbound, Limits, Outbound, Picture
 
 # The router's intake: True once the message is durably accepted, False if it needs no answer.
@@ -57,6 +59,10 @@ class Adapter(Protocol):
         """The picture's bytes through the platform's file API. Raise `PictureTooLarge` before
         reading more than `max_bytes` (before any download where the platform states the size),
         `PictureUnavailable` when it cannot be had."""
+
+    def live(self, inbound: Inbound) -> Live | None:
+        """Where the answer to `inbound` can be shown as it is written (the adapter's
+        `streaming:` settings say for which chats); None: it is sent whole."""
 
     def health(self) -> Health: ...
 

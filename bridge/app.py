@@ -20,6 +20,7 @@ from .metrics import Metrics
 from .profiles import Profiles
 from .router import Router
 from .store import Store, open_store
+from .streaming import Live
 from .types import Inbound, Limits, Outbound, Picture
 
 log = logging.getLogger("bridge")
@@ -49,6 +50,10 @@ class AdapterOutbox:
 
     async def fetch_picture(self, platform: str, picture: Picture, max_bytes: int) -> bytes:
         return await self._adapter(platform).fetch_picture(picture, max_bytes)
+
+    def live(self, inbound: Inbound) -> Live | None:
+        adapter = self._adapters.get(inbound.platform)
+        return adapter.live(inbound) if adapter is not None else None
 
 
 class Bridge:

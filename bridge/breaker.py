@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
-from .backends import Backend
+from .backends import Backend, can_stream
 from .errors import BackendError, CircuitOpen
 from .metrics import Metrics
 from .types import Answer, Question, Session
@@ -106,25 +106,38 @@ class GuardedBackend:
         self.name = backend.name
         self.backend = backend
         self.breaker = breaker
+        self.streaming = can_stream(backend)
 
     async def ask(self, session: Session, question: Question) -> Answer:
         self.breaker.acquire()
         try:
             answer = await self.backend.ask(session, question)
-        except BackendError as exc:
+        except BaseException as exc:
+            self._verdict(exc)
+            raise
+        self.breaker.succeeded()
+        return answer
+
+    async def stream(self, session: Session, question: Question) -> AsyncIterator[str | Answer]:
+        self.breaker.acquire()
+        try:
+            async for piece in self.backend.stream(session, question):  # type: ignore[attr-defined]
+                yield piece
+        except BaseException as exc:  # a stream abandoned by its reader (idle) included
+            self._verdict(exc)
+            raise
+        self.breaker.succeeded()
+
+    def _verdict(self, exc: BaseException) -> None:
+        if isinstance(exc, BackendError):
             if exc.cause in TRIPPING_CAUSES:
                 self.breaker.failed()
             else:
                 self.breaker.released()
-            raise
-        except Exception:
+        elif isinstance(exc, Exception):
             self.breaker.failed()  # a bug in the backend: the router logs it
-            raise
-        except BaseException:
-            self.breaker.released()  # cancelled at shutdown
-            raise
-        self.breaker.succeeded()
-        return answer
+        else:
+            self.breaker.released()  # cancelled (shutdown, or a stream its reader gave up on)
 
     async def probe(self) -> str:
         return await self.backend.probe()

@@ -99,6 +99,19 @@ class Metrics:
             ["platform"],
             registry=r,
         )
+        self.stream_first_text = Histogram(
+            "botbridge_stream_first_text_seconds",
+            "Streamed answers: time from receiving the question to its first visible text",
+            ["platform"],
+            buckets=_BACKEND_BUCKETS,
+            registry=r,
+        )
+        self.stream_updates = Counter(
+            "botbridge_stream_updates",
+            "Updates of streamed answers, by outcome (sent, rate_limited, failed)",
+            ["platform", "outcome"],
+            registry=r,
+        )
         self.circuit_state = Gauge(
             "botbridge_circuit_state",
             "Backend circuit breaker: 0 closed, 1 open (short-circuited), 2 half-open (trying)",
@@ -114,6 +127,8 @@ class Metrics:
         for platform in platforms:
             for outcome in OUTCOMES:
                 self.messages.labels(platform, outcome)
+            for outcome in ("sent", "rate_limited", "failed"):
+                self.stream_updates.labels(platform, outcome)
             self.adapter_connected.labels(platform)
         for backend in backends:
             self.circuit_state.labels(backend).set(0)

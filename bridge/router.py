@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .access import Gate
-from .backends import Backend
+from .backends import Backend, can_stream
 from .commands import Commands
 from .config import AccessSettings, BridgeSettings
 from .errors import BackendError, InputTooLong, PictureError, PictureUnavailable
@@ -28,6 +28,7 @@ from .profiles import Profile, Profiles
 from .questions import Questions
 from .session import key_for
 from .store import Store
+from .streaming import Live, StreamedReply
 from .text import clean, split, utf16_len
 from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Question, Session
 
@@ -45,6 +46,9 @@ class Outbox(PictureSource, Protocol):
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         """Show the platform's "working on it" signal (typing, a reaction) while open."""
+
+    def live(self, inbound: Inbound) -> Live | None:
+        """Where an answer to `inbound` can be shown as it is written; None: send it whole."""
 
 
 @dataclass(slots=True)
@@ -214,9 +218,15 @@ class Router:
         question = await self._question(job, text, profile, session)
         if question is None:
             return
-        async with self._outbox.working(inbound), self._slot():
+        live = self._outbox.live(inbound) if can_stream(backend) else None
+        # A streamed answer drops the working signal itself, once its first text shows.
+        async with self._outbox.working(inbound) if live is None else nullcontext(), self._slot():
             asked = self._clock()
             try:
+                if live is not None:
+                    pieces = backend.stream(session, question)  # type: ignore[attr-defined]
+                    await self._stream(job, name, session, pieces, live, asked)
+                    return
                 answer = await backend.ask(session, question)
             except InputTooLong as exc:
                 metrics.message(inbound.platform, "refused")
@@ -235,10 +245,7 @@ class Router:
                 await self._reply(job, self._settings.apology, kind="apology")
                 return
             answered = self._clock()
-        metrics.backend_latency.labels(name, "ok").observe(answered - asked)
-        self._count_tokens(name, answer)
-        if answer.state is not None:
-            await self._store.sessions.put(job.key, name, _keep_generation(answer.state, session))
+        await self._answered(job, name, session, answer, asked)
         sent = await self._reply(job, clean(answer.text) or EMPTY_ANSWER, kind="answer")
         if sent:
             metrics.message(inbound.platform, "answered")
@@ -257,6 +264,47 @@ class Router:
             log.log(level, "picture not passed on: %s", exc, extra=_context(job, profile.backend))
             await self._reply(job, exc.reply, kind="notice")
             return None
+
+    async def _stream(
+        self,
+        job: _Job,
+        name: str,
+        session: Session,
+        pieces: AsyncIterator[str | Answer],
+        live: Live,
+        asked: float,
+    ) -> None:
+        """Show the answer as it is written; a failure before any text arrived raises, to be
+        apologised for like any other."""
+        inbound = job.inbound
+        reply = StreamedReply(
+            live, limits=self._outbox.limits(inbound.platform), apology=self._settings.apology,
+            empty=EMPTY_ANSWER, working=self._outbox.working(inbound), metrics=self._metrics,
+            platform=inbound.platform, started=job.started, clock=self._clock,
+        )  # fmt: skip
+        try:
+            streamed = await reply.run(pieces)
+        except BackendError:
+            raise
+        except Exception as exc:
+            self._undelivered(job, exc)
+            return
+        if streamed.answer is None:
+            cause = streamed.failure.cause if streamed.failure else "internal"
+            self._failed(job, name, cause, asked, f"{cause}: {streamed.failure} (mid-answer)")
+            return
+        await self._answered(job, name, session, streamed.answer, asked)
+        self._metrics.message(inbound.platform, "answered")
+        log.info("answered (streamed)", extra=_context(job, name, self._clock() - job.started))
+
+    async def _answered(
+        self, job: _Job, name: str, session: Session, answer: Answer, asked: float
+    ) -> None:
+        """The backend's side of a good answer: its latency, tokens and the session's state."""
+        self._metrics.backend_latency.labels(name, "ok").observe(self._clock() - asked)
+        self._count_tokens(name, answer)
+        if answer.state is not None:
+            await self._store.sessions.put(job.key, name, _keep_generation(answer.state, session))
 
     def _failed(self, job: _Job, backend: str, cause: str, asked: float, detail: str) -> None:
         self._metrics.backend_errors.labels(backend, cause).inc()
@@ -288,17 +336,21 @@ class Router:
         try:
             await self._outbox.send(outbound)
         except Exception as exc:
-            self._metrics.message(inbound.platform, "failed")
-            log.error(
-                "session %s: reply not delivered to %s chat %s: %r",
-                job.key,
-                inbound.platform,
-                inbound.chat_id,
-                exc,
-                extra=_context(job),
-            )
+            self._undelivered(job, exc)
             return None
         return self._clock()
+
+    def _undelivered(self, job: _Job, exc: Exception) -> None:
+        inbound = job.inbound
+        self._metrics.message(inbound.platform, "failed")
+        log.error(
+            "session %s: reply not delivered to %s chat %s: %r",
+            job.key,
+            inbound.platform,
+            inbound.chat_id,
+            exc,
+            extra=_context(job),
+        )
 
     # ------------------------------------------------------------------------------- helpers
 

@@ -100,6 +100,41 @@ def _take(
     return chunk, rest[cut:], _open_fence(chunk, opener)
 
 
+def take_part(
+    rest: str, limit: int, measure: Measure = len, opener: str | None = None
+) -> tuple[str, int, str | None] | None:
+    """The next part of `rest` (stripped at its start, with `opener` the fence a previous part
+    left open), or None when `rest` fits whole as the last part. Returns the part, how many
+    characters of `rest` it consumed, and the fence it leaves open.
+
+    A part this returns depends only on the text it consumed plus one grapheme after it, so a
+    part taken from a prefix of an answer is exactly the part `split` takes from the whole
+    answer: streaming seals parts with it as the text grows."""
+    if limit < 16:
+        raise ValueError("limit too small to split sensibly")
+    head = f"{opener}\n" if opener else ""
+    if measure(head) + measure(rest) <= limit:
+        return None
+    closing = "\n```"
+    if measure(head) > limit // 4:  # an absurdly long opener line: give up reopening it
+        head, opener = "", None
+    chunk, rest_after, still_open = _take(rest, limit - measure(head), opener, measure)
+    body = head + chunk
+    if still_open and measure(body + closing) > limit:
+        # Cut inside a fence: cut again leaving room to close it.
+        budget = limit - measure(head) - measure(closing)
+        chunk, rest_after, still_open = _take(rest, budget, opener, measure)
+        body = head + chunk
+    if still_open:
+        body += closing
+    return body, len(rest) - len(rest_after), still_open
+
+
+def lstrip_part(rest: str, opener: str | None) -> str:
+    """Where the next part starts: blank lines dropped, indentation kept inside a fence."""
+    return rest.lstrip("\n") if opener else rest.lstrip()
+
+
 def split(text: str, limit: int, measure: Measure = len) -> list[str]:
     """Parts of `text`, each with measure() <= limit, in order, fences balanced in each part."""
     if limit < 16:
@@ -108,25 +143,12 @@ def split(text: str, limit: int, measure: Measure = len) -> list[str]:
     rest = text.strip()
     opener: str | None = None  # a fence the previous part closed, to reopen here
     while rest:
-        head = f"{opener}\n" if opener else ""
-        if measure(head) + measure(rest) <= limit:
-            parts.append(head + rest)
+        taken = take_part(rest, limit, measure, opener)
+        if taken is None:
+            parts.append((f"{opener}\n" if opener else "") + rest)
             break
-        closing = "\n```"
-        if measure(head) > limit // 4:  # an absurdly long opener line: give up reopening it
-            head, opener = "", None
-        chunk, rest_after, still_open = _take(rest, limit - measure(head), opener, measure)
-        body = head + chunk
-        if still_open and measure(body + closing) > limit:
-            # Cut inside a fence: cut again leaving room to close it.
-            budget = limit - measure(head) - measure(closing)
-            chunk, rest_after, still_open = _take(rest, budget, opener, measure)
-            body = head + chunk
-        if still_open:
-            body += closing
-        rest = rest_after
+        body, used, opener = taken
         if body.strip():
             parts.append(body)
-        opener = still_open
-        rest = rest.lstrip("\n") if opener else rest.lstrip()
+        rest = lstrip_part(rest[used:], opener)
     return parts

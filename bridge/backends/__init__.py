@@ -4,6 +4,7 @@ config `type:` to its class (imported only when configured)."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from ..config import BackendConfig
@@ -30,10 +31,25 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
+class StreamingBackend(Backend, Protocol):
+    """A backend that can show its answer as it is written. `streaming` says whether it is
+    configured to (openai `stream: true`); the router only calls `stream` then."""
+
+    streaming: bool
+
+    def stream(self, session: Session, text: str) -> AsyncIterator[str | Answer]:
+        """Text increments as the API produces them, then exactly one `Answer` (the whole text,
+        usage, state) when it finished; raise a `BackendError` when it cannot go on."""
+
+
+def can_stream(backend: Backend) -> bool:
+    return bool(getattr(backend, "streaming", False)) and hasattr(backend, "stream")
+
+
 def build_backend(name: str, config: BackendConfig) -> Backend:
     module_name, _, class_name = _CLASSES[config.type].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(name, config)
 
 
-__all__ = ["Backend", "build_backend"]
+__all__ = ["Backend", "StreamingBackend", "build_backend", "can_stream"]

@@ -193,14 +193,18 @@ async def send(
         raise_for_status(response)
         return response
 
-    retrying = AsyncRetrying(
+    return await policy(config, backend, idempotent)(attempt)
+
+
+def policy(config: BackendBase, backend: str, idempotent: bool) -> AsyncRetrying:
+    """The bridge's retry policy for one call (see the module docstring)."""
+    return AsyncRetrying(
         stop=stop_after_attempt(config.max_retries + 1),
         wait=_wait(config),
         retry=retry_if_exception(_should_retry(idempotent, config.max_retry_wait)),
         before_sleep=_log_retry(backend),
         reraise=True,
     )
-    return await retrying(attempt)
 
 
 class Api:

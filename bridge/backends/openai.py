@@ -12,13 +12,17 @@ the kept history holds only a `[picture]` placeholder for it, never the bytes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+
 from ..config import OpenAIBackend as OpenAIConfig
-from ..errors import BadResponse, Rejected, Unavailable
+from ..errors import BadResponse, Rejected, Timeout, Unavailable
 from ..types import Answer, Question, Session, Usage
-from . import _http
+from . import _http, _sse
 
 # nanobot answers HTTP 200 with this content when its own LLM is down.
 _NANOBOT_FAILURE = "Error calling LLM:"
@@ -30,6 +34,7 @@ class OpenAIBackend:
     def __init__(self, name: str, config: OpenAIConfig) -> None:
         self.name = name
         self.config = config
+        self.streaming = config.stream  # the router asks `stream` instead of `ask`
         headers = {}
         if config.api_key is not None:
             headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
@@ -38,17 +43,55 @@ class OpenAIBackend:
         )
 
     async def ask(self, session: Session, question: Question) -> Answer:
+        body, headers = self._request(session, question)
+        response = await self._api.call("POST", "chat/completions", headers=headers, json=body)
+        content, usage = _parse(_http.json_body(response))
+        if content.startswith(_NANOBOT_FAILURE):
+            raise Unavailable(f"server reports its LLM failed: {content[:200]}")
+        return Answer(text=content, usage=usage, state=self._state(session, question, content))
+
+    async def stream(self, session: Session, question: Question) -> AsyncIterator[str | Answer]:
+        """The answer as the server writes it (`stream: true`): text increments, then the whole
+        `Answer`. A server that answers with plain JSON anyway gives one increment."""
+        body, headers = self._request(session, question)
+        body["stream"] = True
+        deadline = asyncio.get_running_loop().time() + self.config.timeout
+        response = await _sse.open_stream(
+            self._api, "chat/completions", json_body=body, headers=headers,
+            # Only a conversation the bridge keeps may be asked twice: a server keeping history
+            # would record the question again.
+            idempotent=self.config.session == "bridge",
+        )  # fmt: skip
+        content, shown, usage = "", 0, Usage()
+        try:
+            async for delta, found in _deltas(response, deadline):
+                usage = found or usage
+                content += delta
+                # nanobot's failure text must never show: hold whatever could be its beginning.
+                if delta and (shown or not _may_be_failure(content)):
+                    yield content[shown:]
+                    shown = len(content)
+        finally:
+            await response.aclose()
+        if content.startswith(_NANOBOT_FAILURE):
+            raise Unavailable(f"server reports its LLM failed: {content[:200]}")
+        if shown < len(content):
+            yield content[shown:]
+        yield Answer(text=content, usage=usage, state=self._state(session, question, content))
+
+    def _request(
+        self, session: Session, question: Question
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         cfg = self.config
         options = question.options
         if question.images and not cfg.vision:
             raise Rejected("a picture for a backend without vision: true (not sent)")
-        history: list[dict[str, Any]] = list(session.state.get("history", []))
         messages: list[dict[str, Any]] = []
         if cfg.session == "bridge":
             system_prompt = options.get("system_prompt", cfg.system_prompt)
             if system_prompt:
                 messages.append({"role": "system", "content": system_prompt})
-            messages.extend(history)
+            messages.extend(session.state.get("history", []))
         messages.append({"role": "user", "content": _content(question)})
 
         body: dict[str, Any] = {**cfg.extra_body, "messages": messages}
@@ -61,23 +104,24 @@ class OpenAIBackend:
             headers[cfg.session_header] = session.wire_id
         elif cfg.session == "body":
             body[cfg.session_field] = session.wire_id
+        return body, headers
 
-        response = await self._api.call("POST", "chat/completions", headers=headers, json=body)
-        content, usage = _parse(_http.json_body(response))
-        if content.startswith(_NANOBOT_FAILURE):
-            raise Unavailable(f"server reports its LLM failed: {content[:200]}")
-
-        state = None
-        if cfg.session == "bridge":
-            history += [
-                {"role": "user", "content": _remembered(question)},
-                {"role": "assistant", "content": content},
-            ]
-            state = {
-                **session.state,
-                "history": _trim(history, cfg.history.max_messages, cfg.history.max_chars),
-            }
-        return Answer(text=content, usage=usage, state=state)
+    def _state(
+        self, session: Session, question: Question, content: str
+    ) -> dict[str, Any] | None:
+        """The session's state after this turn: the trimmed history when the bridge keeps it."""
+        cfg = self.config
+        if cfg.session != "bridge":
+            return None
+        history: list[dict[str, Any]] = list(session.state.get("history", []))
+        history += [
+            {"role": "user", "content": _remembered(question)},
+            {"role": "assistant", "content": content},
+        ]
+        return {
+            **session.state,
+            "history": _trim(history, cfg.history.max_messages, cfg.history.max_chars),
+        }
 
     async def probe(self) -> str:
         try:
@@ -125,10 +169,49 @@ def _parse(data: Any) -> tuple[str, Usage]:
         raise BadResponse(f"no choices[0].message in the answer: {str(data)[:120]!r}") from None
     if not isinstance(content, str):
         raise BadResponse("choices[0].message.content is not text")
+    return content, _usage(data) or Usage()
+
+
+async def _deltas(
+    response: httpx.Response, deadline: float
+) -> AsyncIterator[tuple[str, Usage | None]]:
+    """(text increment, usage if this event reports it) for each event of a streamed answer."""
+    if not _sse.is_event_stream(response):  # the server ignored `stream: true`
+        try:
+            async with asyncio.timeout_at(deadline):
+                await response.aread()
+        except TimeoutError:
+            raise Timeout("the answer did not finish in time") from None
+        yield _parse(_http.json_body(response))
+        return
+    async for data in _sse.events(response, deadline):
+        if isinstance(data.get("error"), dict):  # some servers report a failure mid-stream
+            raise Unavailable(f"server error mid-answer: {data['error'].get('message', '')}")
+        yield _delta(data), _usage(data)
+
+
+def _delta(data: dict[str, Any]) -> str:
+    choices = data.get("choices")
+    if not choices:
+        return ""  # the usage event has none
+    try:
+        content = choices[0].get("delta", {}).get("content") or ""
+    except (AttributeError, IndexError, TypeError):
+        raise BadResponse(f"no choices[0].delta in an event: {str(data)[:120]!r}") from None
+    if not isinstance(content, str):
+        raise BadResponse("choices[0].delta.content is not text")
+    return content
+
+
+def _usage(data: Any) -> Usage | None:
     usage = data.get("usage") if isinstance(data, dict) else None
     if isinstance(usage, dict):
-        return content, Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
-    return content, Usage()
+        return Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    return None
+
+
+def _may_be_failure(content: str) -> bool:
+    return _NANOBOT_FAILURE.startswith(content) or content.startswith(_NANOBOT_FAILURE)
 
 
 def _trim(history: list[dict[str, str]], max_messages: int, max_chars: int) -> list[dict[str, str]]:

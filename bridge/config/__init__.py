@@ -24,6 +24,7 @@ from .discord import DiscordAdapter
 from .file import Adapters, Config
 from .loading import embedded_default, load_config, parse_config, secret_values
 from .slack import SlackAdapter
+from .streaming import StreamingSettings
 from .telegram import TelegramAdapter
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "Route",
     "SlackAdapter",
     "StoreConfig",
+    "StreamingSettings",
     "Strict",
     "TelegramAdapter",
     "embedded_default",

@@ -51,6 +51,11 @@ class OpenAIBackend(BackendBase):
     vision: bool = Field(
         False, description="the model can see: pictures sent to the bot are passed on to it"
     )
+    stream: bool = Field(
+        False,
+        description="ask with `stream: true` and show the answer as it is written, where the "
+        "adapter streams (server-sent events)",
+    )
 
     @model_validator(mode="after")
     def _prompt_needs_bridge_history(self) -> OpenAIBackend:

@@ -10,10 +10,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 
 from ._base import HttpUrl, Strict
+from .streaming import StreamingSettings
 
 
 class TelegramAdapter(Strict):
     enabled: bool = True
+    streaming: StreamingSettings = StreamingSettings()
     token: SecretStr
     mode: Literal["polling", "webhook"] = "polling"
     api_base_url: HttpUrl = "https://api.telegram.org/bot"

@@ -9,6 +9,10 @@ channels/{c}/messages/{id}), and attachments (`say(attachment=…, data=…)`) a
 fake's own "CDN" (`/attachments/…`), each download recorded in `downloads`. Faults: every REST fault of FakeServer, `rate_limit_next`
 (a 429 as Discord sends it), `forbid_next` (403 Missing Permissions), `disconnect()` (the gateway
 closes the socket) and `invalidate_next_resume()` (the client must IDENTIFY again).
+
+Edits (PATCH a message) are recorded in `edits` and change the message in `posted`; like Discord
+they share a rate-limit bucket per channel (`edit_limit` per `edit_window` seconds) described by
+the X-RateLimit-* headers, and an edit beyond it gets a 429 with `retry_after`.
 """
 
 from __future__ import annotations
@@ -120,6 +124,12 @@ class FakeDiscord(FakeServer):
         self._invalidate_resumes = 0
         self.gateway_refused = False  # True: new gateway connections get HTTP 503
         self.advertised_gateway: str | None = None  # what gateway/bot names; None: this server
+        self.edits: list[dict[str, Any]] = []  # every edit of a bot message: id, content, at
+        self.posted_at: dict[str, float] = {}  # bot message id -> loop time it was created
+        self.edits_refused = 0  # edits answered 429 because the bucket was empty
+        self.edit_limit = 5
+        self.edit_window = 5.0
+        self._edit_times: dict[int, list[float]] = {}  # channel -> recent edit times
         super().__init__(record=record)
         self.app.on_response_prepare.append(self._like_discord)
 
@@ -269,6 +279,7 @@ class FakeDiscord(FakeServer):
         app.router.add_post(f"{API}/channels/{{channel}}/typing", self._typing)
         app.router.add_get(f"{API}/channels/{{channel}}/messages/{{message}}", self._get_message)
         app.router.add_get("/attachments/{id}/{name}", self._cdn)
+        app.router.add_patch(f"{API}/channels/{{channel}}/messages/{{message}}", self._edit_message)
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bot {self.token}"
@@ -329,6 +340,7 @@ class FakeDiscord(FakeServer):
             data["mentions"] = [m for m in data["mentions"] if m["id"] != reply_to["author"]["id"]]
         data["allowed_mentions"] = body.get("allowed_mentions")  # kept for tests to inspect
         self.posted.append(data)
+        self.posted_at[data["id"]] = asyncio.get_running_loop().time()
         await self._dispatch_for(guild_id, "MESSAGE_CREATE", data)  # the bot sees its own post
         return web.json_response(data)
 
@@ -346,6 +358,37 @@ class FakeDiscord(FakeServer):
             return web.Response(status=404, text="Not Found")
         self.downloads.append(request.path)
         return web.Response(body=found, content_type="application/octet-stream")
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        channel_id = int(request.match_info["channel"])
+        now = asyncio.get_running_loop().time()
+        recent = [t for t in self._edit_times.get(channel_id, []) if t > now - self.edit_window]
+        reset_after = (recent[0] + self.edit_window - now) if recent else self.edit_window
+        headers = {
+            "X-RateLimit-Limit": str(self.edit_limit),
+            "X-RateLimit-Bucket": "edit-bucket",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+        }
+        if len(recent) >= self.edit_limit:
+            self.edits_refused += 1
+            headers["X-RateLimit-Remaining"] = "0"
+            headers["Retry-After"] = f"{reset_after:.3f}"
+            body = {"message": "You are being rate limited.", "retry_after": reset_after}
+            return web.json_response({**body, "global": False}, status=429, headers=headers)
+        message = self.messages.get(request.match_info["message"])
+        if message is None or int(message["channel_id"]) != channel_id:
+            return web.json_response({"message": "Unknown Message", "code": 10008}, status=404)
+        recent.append(now)
+        self._edit_times[channel_id] = recent
+        headers["X-RateLimit-Remaining"] = str(self.edit_limit - len(recent))
+        body = await request.json()
+        if "content" in body:
+            message["content"] = body["content"]
+        message["edited_timestamp"] = _now()
+        self.edits.append({"id": message["id"], "content": message["content"], "at": now})
+        return web.json_response(message, headers=headers)
 
     async def _typing(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

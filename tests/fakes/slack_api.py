@@ -14,6 +14,13 @@ current reactions in `reactions`, Socket Mode acknowledgements in `acks`. A chan
 (`add_message`) is served by conversations.replies, people (`users`) by users.info, and files
 (`add_file`) at their `url_private`, which requires the bot token; each download is recorded in
 `downloads` with how many bytes went out and whether the client read them all.
+
+Streamed answers: chat.startStream / appendStream / stopStream (a streamed message is in `posted`
+with its `markdown` growing and `streaming` true until stopped; in a channel a stream needs
+`recipient_user_id` and `recipient_team_id`), chat.update (recorded in `updates`) and
+assistant.threads.setStatus (recorded in `statuses`). `streams_supported = False` answers the
+stream methods `unknown_method`; `expire_streams()` ends every open stream the way Slack does
+after about 5 minutes (`message_not_in_streaming_state`).
 """
 
 from __future__ import annotations
@@ -82,6 +89,9 @@ class FakeSlack(FakeServer):
         self.files: dict[str, bytes] = {}  # path -> bytes
         self.downloads: list[Download] = []
         self.files_read = True  # False: the app lacks files:read (Slack shows its sign-in page)
+        self.updates: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []
+        self.streams_supported = True
         self._ts = itertools.count(1)
         super().__init__(record=record)
 
@@ -189,6 +199,11 @@ class FakeSlack(FakeServer):
             "apps.connections.open": self._connections_open,
             "conversations.replies": self._replies,
             "users.info": self._users_info,
+            "chat.startStream": self._start_stream,
+            "chat.appendStream": self._append_stream,
+            "chat.stopStream": self._stop_stream,
+            "chat.update": self._update,
+            "assistant.threads.setStatus": self._set_status,
         }.get(method)
         if handler is None:
             return _error("unknown_method")
@@ -203,7 +218,7 @@ class FakeSlack(FakeServer):
         if not args.get("text") and not args.get("blocks"):
             return _error("no_text")
         ts = f"{1_700_000_000 + next(self._ts)}.000100"
-        message = {**args, "ts": ts}
+        message = {**args, "ts": ts, "at": asyncio.get_running_loop().time()}
         self.posted.append(message)
         self.history[(str(args["channel"]), ts)] = {
             "type": "message", "user": self.identity["user_id"], "bot_id": self.identity["bot_id"],
@@ -226,6 +241,67 @@ class FakeSlack(FakeServer):
         if found is None:
             return _error("user_not_found")
         return web.json_response({"ok": True, "user": found})
+
+    def _message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        found = [m for m in self.posted if m["channel"] == channel and m["ts"] == ts]
+        return found[0] if found else None
+
+    async def _start_stream(self, args: dict[str, Any]) -> web.Response:
+        if not self.streams_supported:
+            return _error("unknown_method")
+        if not args.get("channel") or not args.get("thread_ts"):
+            return _error("invalid_arguments")
+        in_channel = not str(args["channel"]).startswith("D")
+        if in_channel and not (args.get("recipient_user_id") and args.get("recipient_team_id")):
+            return _error("missing_recipient_user_id")
+        ts = f"{1_700_000_000 + next(self._ts)}.000100"
+        self.posted.append({"channel": args["channel"], "thread_ts": args["thread_ts"], "ts": ts,
+                            "markdown": args.get("markdown_text", ""), "streaming": True,
+                            "at": asyncio.get_running_loop().time()})  # fmt: skip
+        return web.json_response({"ok": True, "channel": args["channel"], "ts": ts})
+
+    async def _append_stream(self, args: dict[str, Any]) -> web.Response:
+        if not self.streams_supported:
+            return _error("unknown_method")
+        message = self._message(args.get("channel", ""), args.get("ts", ""))
+        if message is None:
+            return _error("message_not_found")
+        if not message.get("streaming"):
+            return _error("message_not_in_streaming_state")
+        message["markdown"] += args.get("markdown_text", "")
+        return web.json_response({"ok": True, "channel": message["channel"], "ts": message["ts"]})
+
+    async def _stop_stream(self, args: dict[str, Any]) -> web.Response:
+        message = self._message(args.get("channel", ""), args.get("ts", ""))
+        if message is None:
+            return _error("message_not_found")
+        if not message.get("streaming"):
+            return _error("message_not_in_streaming_state")
+        message["streaming"] = False
+        message["markdown"] += args.get("markdown_text", "") or ""
+        return web.json_response({"ok": True, "channel": message["channel"], "ts": message["ts"]})
+
+    def expire_streams(self) -> None:
+        for message in self.posted:
+            if message.get("streaming"):
+                message["streaming"] = False
+
+    async def _update(self, args: dict[str, Any]) -> web.Response:
+        message = self._message(args.get("channel", ""), args.get("ts", ""))
+        if message is None:
+            return _error("message_not_found")
+        if message.get("streaming"):
+            return _error("message_is_streaming")
+        message["text"] = args.get("text", "")
+        if args.get("blocks") == []:
+            message.pop("markdown", None)  # the streamed content is replaced by the text
+        self.updates.append({"ts": message["ts"], "text": message["text"],
+                             "at": asyncio.get_running_loop().time()})  # fmt: skip
+        return web.json_response({"ok": True, "channel": message["channel"], "ts": message["ts"]})
+
+    async def _set_status(self, args: dict[str, Any]) -> web.Response:
+        self.statuses.append(dict(args))
+        return web.json_response({"ok": True})
 
     async def _reaction_add(self, args: dict[str, Any]) -> web.Response:
         key = (args["channel"], args["timestamp"], args["name"])

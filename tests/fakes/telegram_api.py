@@ -1,7 +1,8 @@
 """A fake Telegram Bot API server: getMe, getUpdates (long polling, offsets), set/deleteWebhook,
-getWebhookInfo, sendMessage, sendChatAction, editMessageText, getFile on `/bot{token}/{method}` and
-file downloads on `/file/bot{token}/{path}` like the real one, so python-telegram-bot talks to it
-through `base_url=f"{fake.url}/bot"` and `base_file_url=f"{fake.url}/file/bot"`.
+getWebhookInfo, sendMessage, sendMessageDraft, sendChatAction, editMessageText, getFile on
+`/bot{token}/{method}` and file downloads on `/file/bot{token}/{path}` like the real one, so
+python-telegram-bot talks to it through `base_url=f"{fake.url}/bot"` and
+`base_file_url=f"{fake.url}/file/bot"`.
 
 It answers the way Telegram does where tests depend on it: a text over 4096 UTF-16 units is
 `400 message is too long`, an unknown chat `400 chat not found`, getUpdates while a webhook is set
@@ -15,6 +16,10 @@ In-process: `fake.push(update)` queues an update (`dm()`, `group_message()`, `us
 `group()` build them, with the entities Telegram would add; `with_picture()` turns one into a
 photo or an image file served by getFile); `fake.sent` is every message the bot posted;
 `fake.api_calls("sendMessage")` the parsed requests; `fake.downloads` every file path fetched.
+Streamed answers: `fake.drafts` records every sendMessageDraft (private chats only, like
+Telegram; `drafts_supported = False` makes the method unknown, as on an older Bot API server),
+`fake.edits` every editMessageText that changed a message (an edit that changes nothing is
+`400 message is not modified`, like Telegram's).
 
 Standalone, for subprocess tests: `python -m tests.fakes.telegram_api --port N [--token T]
 [--username U]` serves on 127.0.0.1:N until killed (prints `ready http://127.0.0.1:N` on stdout).
@@ -163,6 +168,10 @@ class FakeTelegram(FakeServer):
         self.forbidden: set[int] = set()
         self.files: dict[str, dict[str, Any]] = {}  # file_id -> getFile's File, plus the bytes
         self.downloads: list[str] = []  # file paths downloaded, in order
+        self.drafts: list[dict[str, Any]] = []  # every draft shown, in order
+        self.sent_at: list[float] = []  # loop time of each message in `sent`
+        self.edits: list[dict[str, Any]] = []  # every edit that changed a message
+        self.drafts_supported = True
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
         self._arrived = asyncio.Condition()
@@ -457,6 +466,7 @@ class FakeTelegram(FakeServer):
         if reply:
             message["reply_to"] = reply["message_id"]  # what the fake shows; not Telegram's shape
         self.sent.append(message)
+        self.sent_at.append(asyncio.get_running_loop().time())
         return message
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -466,9 +476,41 @@ class FakeTelegram(FakeServer):
                 params.get("message_id"),
             ):
                 self._check_text(str(params.get("text", "")), params.get("entities"))
+                entities = params.get("entities")
+                if params["text"] == message["text"] and entities == message.get("entities"):
+                    raise ApiError(
+                        400,
+                        "Bad Request: message is not modified: specified new message content "
+                        "and reply markup are exactly the same as a current content and reply "
+                        "markup of the message",
+                    )
                 message["text"] = params["text"]
+                if entities:
+                    message["entities"] = entities
+                else:
+                    message.pop("entities", None)
+                self.edits.append({"chat_id": params["chat_id"], "message_id": message["message_id"],
+                                   "text": params["text"], "entities": entities,
+                                   "at": asyncio.get_running_loop().time()})  # fmt: skip
                 return message
         raise ApiError(400, "Bad Request: message to edit not found")
+
+    async def _m_sendMessageDraft(self, params: dict[str, Any]) -> bool:
+        if not self.drafts_supported:
+            raise ApiError(404, "Not Found")
+        chat = self._chat(params)
+        if chat.get("type") != "private":
+            raise ApiError(400, "Bad Request: TEXTDRAFT_PEER_INVALID")
+        if not params.get("draft_id"):
+            raise ApiError(400, "Bad Request: draft_id must be non-zero")
+        text = str(params.get("text") or "")
+        if text:
+            self._check_text(text, params.get("entities"))
+        self.drafts.append({"chat_id": params["chat_id"], "draft_id": params["draft_id"],
+                            "text": text, "entities": params.get("entities"),
+                            "message_thread_id": params.get("message_thread_id"),
+                            "at": asyncio.get_running_loop().time()})  # fmt: skip
+        return True
 
     async def _m_sendChatAction(self, params: dict[str, Any]) -> bool:
         self._chat(params)
