@@ -26,7 +26,7 @@ from .metrics import Metrics
 from .session import key_for
 from .store import Store
 from .text import clean, split, utf16_len
-from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Session
+from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Session, identity
 
 log = logging.getLogger("bridge.router")
 
@@ -335,10 +335,7 @@ def _context(job: _Job, backend: str | None = None, took: float | None = None) -
 
 
 def _keep_generation(state: Mapping[str, object], session: Session) -> dict[str, object]:
-    merged = dict(state)
-    if session.generation:
-        merged["generation"] = session.generation
-    return merged
+    return {**dict(state), **identity(session.state)}
 
 
 def _unsupported(what: str) -> str:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..backends import Backend
 from ..config import BridgeSettings
 from ..store import Store
+from ..types import identity
 
 if TYPE_CHECKING:
     from . import Invocation
@@ -38,5 +39,5 @@ class SessionCommands:
         for name in self._backends:
             state = await sessions.get(invocation.key, name)
             generation = int(state.get("generation", 0)) + 1
-            await sessions.put(invocation.key, name, {"generation": generation})
+            await sessions.put(invocation.key, name, {**identity(state), "generation": generation})
         return RESET_DONE
