@@ -1,18 +1,20 @@
 """Who may use the bot, and how often: the operator's guard on their users and their LLM bill.
 
-Access rules are tried in order, first match wins (the same fields as routes); what no rule
-matches gets `access.default`. The rate limit counts each person's questions to a backend in
-fixed windows, in the store, so that several processes share one count.
+Admins (`access.admins`) are always let in. Otherwise access rules are tried in order, first match
+wins (the same fields as routes); what no rule matches gets `access.default`; and a person an admin
+blocked is kept out, read from the store per message so that a block holds in every process at
+once. The rate limit counts each person's questions to a backend in fixed windows, in the store,
+so that several processes share one count.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .config import AccessSettings, Match
-from .session import qualify
+from .config import AccessSettings, Match, Route
+from .people import Account, People
 from .store import Store
 from .types import Inbound
 
@@ -32,6 +34,16 @@ def matches(rule: Match, inbound: Inbound) -> bool:
     )
 
 
+def route_for(routes: Sequence[Route], default: str | None, inbound: Inbound) -> tuple[str, str]:
+    """The route a message takes: its label (`name`, or `routes.{i}`; `default`) and backend."""
+    for i, route in enumerate(routes):
+        if matches(route, inbound):
+            return route.name or f"routes.{i}", route.backend
+    if default is None:
+        raise LookupError("no backend configured")
+    return "default", default
+
+
 @dataclass(frozen=True, slots=True)
 class Limited:
     """Over the rate limit: wait `wait` seconds; `first` only for the first refusal of a window
@@ -43,11 +55,16 @@ class Limited:
 
 class Gate:
     def __init__(
-        self, settings: AccessSettings, store: Store, clock: Callable[[], float] = time.time
+        self,
+        settings: AccessSettings,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        people: People | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._clock = clock
+        self._people = people or People(settings)
 
     @property
     def denied_reply(self) -> str | None:
@@ -57,7 +74,15 @@ class Gate:
     def limited_reply(self) -> str | None:
         return self._settings.rate_limited_reply
 
-    def allows(self, inbound: Inbound) -> bool:
+    async def allows(self, inbound: Inbound) -> bool:
+        account = Account.of(inbound)
+        if self._people.is_admin(account):
+            return True
+        if not self._by_rules(inbound):
+            return False
+        return not (await self._store.controls.get(self._people.subject(account))).blocked
+
+    def _by_rules(self, inbound: Inbound) -> bool:
         for rule in self._settings.rules:
             if matches(rule, inbound):
                 return rule.allow
@@ -69,7 +94,7 @@ class Gate:
         if limit is None:
             return None
         now = self._clock()
-        who = qualify(inbound.platform, inbound.workspace, inbound.sender_id)
+        who = self._people.subject(Account.of(inbound))
         count = await self._store.counters.hit(who, limit.per_seconds, now)
         if count <= limit.messages:
             return None

@@ -16,8 +16,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .access import Gate, matches
+from .access import Gate, route_for
 from .backends import Backend
+from .budgets import Budgets
 from .commands import Commands
 from .config import AccessSettings, BridgeSettings, Route
 from .errors import BackendError, InputTooLong
@@ -26,7 +27,16 @@ from .metrics import Metrics
 from .session import key_for
 from .store import Store
 from .text import clean, split, utf16_len
-from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Session, identity
+from .types import (
+    Addressed,
+    ChatKind,
+    Inbound,
+    Limits,
+    Outbound,
+    Session,
+    dedup_id,
+    identity,
+)
 
 log = logging.getLogger("bridge.router")
 
@@ -55,10 +65,6 @@ class _Job:
     )
 
 
-def dedup_id(inbound: Inbound) -> str:
-    return f"{inbound.platform}:{inbound.workspace or ''}:{inbound.event_id}"
-
-
 class Router:
     def __init__(
         self,
@@ -71,6 +77,8 @@ class Router:
         default_backend: str | None = None,
         metrics: Metrics | None = None,
         gate: Gate | None = None,
+        budgets: Budgets | None = None,
+        commands: Commands | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._store = store
@@ -81,10 +89,11 @@ class Router:
         self._default = default_backend or next(iter(backends), None)
         self._metrics = metrics or Metrics()
         self._gate = gate or Gate(AccessSettings(), store)  # allows everyone, no limit
+        self._budgets = budgets or Budgets.unlimited(store, self._metrics)
         self._clock = clock
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._lanes = Lanes(on_change=self._lanes_changed)
-        self._commands = Commands(store=store, backends=backends, settings=settings)
+        self._commands = commands or Commands(store=store, backends=backends, settings=settings)
         self._closing = False
 
     # ------------------------------------------------------------------------------- intake
@@ -176,7 +185,7 @@ class Router:
         inbound = job.inbound
         text = inbound.text.strip()
         command = self._commands.parse(inbound, job.key)
-        if not self._gate.allows(inbound):
+        if not await self._gate.allows(inbound):
             self._metrics.message(inbound.platform, "denied")
             log.info("access denied", extra=_context(job))
             if self._gate.denied_reply:
@@ -196,12 +205,15 @@ class Router:
             if limited.first and self._gate.limited_reply:
                 wait = f"{max(1, round(limited.wait)):d}"
                 await self._reply(job, self._gate.limited_reply.format(wait=wait), kind="notice")
+        elif over := await self._budgets.check(inbound, self.backend_for(inbound)):
+            self._metrics.message(inbound.platform, "over_budget")
+            await self._reply(job, over.reply, kind="notice")
         else:
             await self._ask(job, text)
 
     async def _ask(self, job: _Job, text: str) -> None:
         inbound = job.inbound
-        name = self.backend_for(inbound)
+        route, name = route_for(self._routes, self._default, inbound)
         backend = self._backends[name]
         state = await self._store.sessions.get(job.key, name)
         session = Session(job.key, state)
@@ -228,7 +240,6 @@ class Router:
                 return
             answered = self._clock()
         metrics.backend_latency.labels(name, "ok").observe(answered - asked)
-        self._count_tokens(name, answer)
         if answer.state is not None:
             await self._store.sessions.put(job.key, name, _keep_generation(answer.state, session))
         sent = await self._reply(job, clean(answer.text) or EMPTY_ANSWER, kind="answer")
@@ -236,6 +247,7 @@ class Router:
             metrics.message(inbound.platform, "answered")
             metrics.bridge_added(inbound.platform, asked - job.started, sent - answered)
             log.info("answered", extra=_context(job, name, self._clock() - job.started))
+        await self._budgets.spend(inbound, name, route, answer, text, delivered=sent is not None)
 
     def _failed(self, job: _Job, backend: str, cause: str, asked: float, detail: str) -> None:
         self._metrics.backend_errors.labels(backend, cause).inc()
@@ -282,21 +294,10 @@ class Router:
     # ------------------------------------------------------------------------------- helpers
 
     def backend_for(self, inbound: Inbound) -> str:
-        for route in self._routes:
-            if matches(route, inbound):
-                return route.backend
-        if self._default is None:
-            raise LookupError("no backend configured")
-        return self._default
+        return route_for(self._routes, self._default, inbound)[1]
 
     def _slot(self) -> _Slot:
         return _Slot(self._slots, self._metrics)
-
-    def _count_tokens(self, backend: str, answer: Answer) -> None:
-        if answer.usage.input_tokens:
-            self._metrics.tokens.labels(backend, "input").inc(answer.usage.input_tokens)
-        if answer.usage.output_tokens:
-            self._metrics.tokens.labels(backend, "output").inc(answer.usage.output_tokens)
 
     def _lanes_changed(self, waiting: int, lanes: int) -> None:
         self._metrics.queued.set(waiting)

@@ -66,6 +66,11 @@ class Inbound:
         return cls(**values)
 
 
+def dedup_id(inbound: Inbound) -> str:
+    """The message's id in the journal: the platform's event id, qualified."""
+    return f"{inbound.platform}:{inbound.workspace or ''}:{inbound.event_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Outbound:
     platform: str
