@@ -98,3 +98,98 @@ async def test_hits_count_per_key_within_a_window(store):
     assert await store.counters.hit("tg.43", 60, 130.0) == 1  # another person's count
     assert await store.counters.hit("tg.42", 60, 179.9) == 4  # same window [120, 180)
     assert await store.counters.hit("tg.42", 60, 180.0) == 1  # a new window starts over
+
+
+# ----------------------------------------------------------------------------- operators' parts
+
+
+async def test_token_counts_per_subject_and_scope_start_again_each_day(store):
+    pairs = [("tg.42", "*"), ("tg.42", "main"), ("all", "*")]
+    await store.counters.add("2026-03-01", pairs, 100)
+    await store.counters.add("2026-03-01", pairs[:1], 20)
+    assert await store.counters.tokens("2026-03-01", ["tg.42", "all", "tg.43"]) == {
+        "tg.42": {"*": 120, "main": 100},
+        "all": {"*": 100},
+        "tg.43": {},
+    }
+    await store.counters.add("2026-03-02", pairs[:1], 5)  # a new day
+    assert (await store.counters.tokens("2026-03-02", ["tg.42"]))["tg.42"] == {"*": 5}
+
+
+async def test_forgetting_counters_deletes_rates_and_tokens_of_those_subjects_only(store):
+    await store.counters.hit("tg.42", 60, 120.0)
+    await store.counters.hit("tg.43", 60, 120.0)
+    await store.counters.add("2026-03-01", [("tg.42", "*"), ("tg.43", "*")], 7)
+    assert await store.counters.forget(["tg.42"]) == 2
+    assert await store.counters.hit("tg.42", 60, 121.0) == 1  # counted from zero again
+    assert await store.counters.hit("tg.43", 60, 121.0) == 2
+    counts = await store.counters.tokens("2026-03-01", ["tg.42", "tg.43"])
+    assert counts == {"tg.42": {}, "tg.43": {"*": 7}}
+
+
+async def test_forgetting_sessions_by_owner_leaves_a_salt_and_nothing_else(store):
+    await store.sessions.put("wx:dm:tg.42", "main", {"history": ["secret"], "generation": 2})
+    await store.sessions.put("wx:group:tg.-100:user:tg.42", "main", {"thread_id": "t1"})
+    await store.sessions.put("wx:group:tg.-100:user:tg.42", "other", {"thread_id": "t2"})
+    await store.sessions.put("wx:group:tg.-100:user:tg.43", "main", {"thread_id": "t3"})
+    deleted = await store.sessions.forget(["tg.42"])
+    assert deleted == ["wx:dm:tg.42", "wx:group:tg.-100:user:tg.42"]
+    first = await store.sessions.get("wx:dm:tg.42", "main")
+    assert set(first) == {"salt"} and first["salt"].startswith("f-")
+    assert set(await store.sessions.get("wx:group:tg.-100:user:tg.42", "other")) == {"salt"}
+    assert await store.sessions.get("wx:group:tg.-100:user:tg.43", "main") == {"thread_id": "t3"}
+    assert await store.sessions.count() == 1
+    await store.sessions.put("wx:dm:tg.42", "main", {**first, "history": []})
+    await store.sessions.forget(["tg.42"])
+    again = await store.sessions.get("wx:dm:tg.42", "main")
+    assert again["salt"] != first["salt"]  # every forget: an id never used before
+
+
+async def test_sessions_are_listed_newest_first_without_their_state(store):
+    await store.sessions.put("wx:dm:tg.1", "main", {"history": ["hello"]})
+    await store.sessions.put("wx:dm:tg.2", "main", {"thread_id": "t"})
+    rows = await store.sessions.list()
+    assert {(r.key, r.backend) for r in rows} == {("wx:dm:tg.1", "main"), ("wx:dm:tg.2", "main")}
+    assert {r.key: r.size for r in rows}["wx:dm:tg.1"] == len('{"history": ["hello"]}')
+    assert all(r.updated > 0 for r in rows)
+    assert len(await store.sessions.list(limit=1)) == 1
+
+
+async def test_controls_are_kept_per_person_and_the_default_is_no_row(store):
+    from bridge.store import Control
+
+    assert await store.controls.get("tg.42") == Control()
+    await store.controls.set("tg.42", Control(blocked=True))
+    await store.controls.set("person:ann", Control(budget=500))
+    assert await store.controls.get("tg.42") == Control(blocked=True)
+    assert await store.controls.get("person:ann") == Control(budget=500)
+    await store.controls.set("tg.42", Control())
+    assert await store.controls.get("tg.42") == Control()
+    assert await store.controls.forget(["person:ann", "tg.42"]) == 1
+
+
+async def test_forgetting_pending_text_keeps_the_asking_message_and_later_ones(store):
+    def message(sender: str, text: str) -> dict:
+        return {"platform": "telegram", "workspace": None, "sender_id": sender, "text": text}
+
+    await store.journal.accept("e1", message("42", "my secret"), ttl=60)
+    await store.journal.accept("e2", message("43", "someone else"), ttl=60)
+    await store.journal.accept("e3", message("42", "/forget"), ttl=60)
+    await store.journal.accept("e4", message("42", "after the forget"), ttl=60)
+    assert await store.journal.forget([("telegram", None, "42")], keep="e3") == 1
+    texts = [p["text"] for p in await store.journal.pending()]
+    assert texts == ["someone else", "/forget", "after the forget"]
+    assert not await store.journal.accept("e1", {}, ttl=60)  # still deduplicated
+
+
+async def test_idle_sessions_are_purged_after_the_ttl(tmp_path):
+    clock = Clock()
+    store = SqliteStore(str(tmp_path / "s.sqlite3"), clock=clock, session_ttl=100)
+    await store.open()
+    await store.sessions.put("wx:dm:tg.1", "main", {"v": 1})
+    clock.now += 60
+    await store.sessions.put("wx:dm:tg.2", "main", {"v": 2})
+    clock.now += 50
+    assert await store.sessions.purge(clock.now) == 1  # tg.1 idle 110 s, tg.2 only 50 s
+    assert [r.key for r in await store.sessions.list()] == ["wx:dm:tg.2"]
+    await store.close()
