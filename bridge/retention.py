@@ -9,12 +9,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .store import Store
 
 log = logging.getLogger("bridge.retention")
+
+
+def touch(state: Mapping[str, Any], now: float | None = None) -> dict[str, Any] | None:
+    """The state to store for a session whose backend keeps none here (the server has the
+    history), once a day: so the store knows the session (for /forget, which must give it a new
+    server-side id, and for `botbridge sessions`) and when it was last used (for expiry).
+    None: already noted today."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(time.time() if now is None else now))
+    return None if state.get("seen") == day else {**state, "seen": day}
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from .config import AccessSettings, BridgeSettings, Route
 from .errors import BackendError, InputTooLong
 from .lanes import Lanes
 from .metrics import Metrics
+from .retention import touch
 from .session import key_for
 from .store import Store
 from .text import clean, split, utf16_len
@@ -242,6 +243,8 @@ class Router:
         metrics.backend_latency.labels(name, "ok").observe(answered - asked)
         if answer.state is not None:
             await self._store.sessions.put(job.key, name, _keep_generation(answer.state, session))
+        elif (seen := touch(session.state)) is not None:  # a server-side session: note it daily
+            await self._store.sessions.put(job.key, name, seen)
         sent = await self._reply(job, clean(answer.text) or EMPTY_ANSWER, kind="answer")
         if sent:
             metrics.message(inbound.platform, "answered")
