@@ -73,6 +73,7 @@ class SqliteStore:
         await self.db.execute_fetchall("SELECT 1")
 
     async def compact(self) -> None:
-        await self.db.execute_fetchall("PRAGMA incremental_vacuum")  # a row per page: read all
+        # executescript steps the statement to the end; execute() would free one page per call.
+        await self.db.executescript("PRAGMA incremental_vacuum;")
         # In WAL mode the file shrinks once the log is written back.
         await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
