@@ -17,7 +17,7 @@ _BACKEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
 OUTCOMES = (
     "received", "answered", "ignored", "refused", "denied", "rate_limited", "over_budget",
-    "failed", "duplicate",
+    "failed", "undeliverable", "duplicate",
 )  # fmt: skip
 # Where the bridge-added time goes: receipt → backend call, backend answer → platform accept.
 STAGES = ("to_backend", "to_platform")
