@@ -78,3 +78,34 @@ async def test_an_unreachable_store_is_one_line_and_exit_1(tmp_path):
     }))  # fmt: skip
     code, _, err = await botbridge("sessions", "-c", str(path))
     assert code == 1 and err.startswith("botbridge: store failed: ") and "Traceback" not in err
+
+
+async def test_forget_drops_the_text_of_a_question_left_pending(tmp_path, openai_fake):
+    raw = {
+        "backends": {"main": {"type": "openai", "base_url": openai_fake.base_url}},
+        "bridge": {"store": {"path": str(tmp_path / "state.sqlite3")}, "drain_timeout": 0.1},
+        "http": {"enabled": False},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    openai_fake.slow_next(30)  # the first run stops before the answer: the question stays pending
+    first = RecordingConsole(user="ann")
+    bridge = Bridge(make_config(raw), [first])
+    await bridge.start()
+    await first.say("a secret still pending")
+    await openai_fake.wait_for(lambda calls: calls)
+    await bridge.stop()
+
+    code, out, err = await botbridge("forget", "-c", str(path), "--platform", "console", "--user", "ann")
+    assert code == 0, err
+    assert "  pending texts dropped    1" in out.splitlines()
+
+    again = RecordingConsole(user="ann")
+    bridge = Bridge(make_config(raw), [again])
+    await bridge.start()
+    try:
+        assert await bridge.router.recover() == 0  # nothing left to answer after the restart
+        await again.say("new question")
+        assert await again.replies(1) == ["echo: new question"]
+    finally:
+        await bridge.stop()
