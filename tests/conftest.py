@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,9 +14,39 @@ import pytest
 from adapters.console import ConsoleAdapter
 from bridge.app import Bridge
 from bridge.config import Config, parse_config
+from bridge.store.redis import RedisStore
 from bridge.types import Outbound
 from tests.fakes.base import eventually
 from tests.fakes.openai_api import FakeOpenAI
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@contextlib.asynccontextmanager
+async def redis_keyspace() -> AsyncIterator[str]:
+    """A fresh key prefix on the test Redis (`REDIS_URL`; the test is skipped without one,
+    except in CI); every key under it is deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex}"
+    probe = RedisStore(REDIS_URL, prefix=name)
+    try:
+        await probe.open()
+    except OSError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    try:
+        yield name
+    finally:
+        keys = [key async for key in probe.redis.scan_iter(match=f"{name}:*", count=1000)]
+        for i in range(0, len(keys), 1000):
+            await probe.redis.delete(*keys[i : i + 1000])
+        await probe.close()
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    async with redis_keyspace() as name:
+        yield name
 
 
 def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Config:

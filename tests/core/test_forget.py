@@ -5,20 +5,17 @@ a new conversation on a server that keeps its own history."""
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from bridge.app import Bridge
 from bridge.store.redis import RedisStore
-from tests.conftest import RecordingConsole, make_config
+from tests.conftest import REDIS_URL, RecordingConsole, make_config, redis_keyspace
 from tests.fakes.nexusgpt_api import FakeNexusGPT
 from tests.fakes.nugen_api import FakeNugen
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 ZELDA = "zelda7f3a"  # distinctive, so that a scan cannot find it by accident
 
 
@@ -51,22 +48,8 @@ async def store_of(kind: str, tmp_path) -> AsyncIterator[tuple[dict, RedisStore 
     if kind == "sqlite":
         yield {"path": str(tmp_path / "state.sqlite3")}, None
         return
-    store = RedisStore(REDIS_URL, prefix=f"test-forget-{uuid.uuid4().hex}")
-    try:
-        await store.open()
-    except OSError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    await store.close()  # the bridge opens and closes it
-    try:
-        yield {}, store
-    finally:
-        await store.open()
-        keys = [key async for key in store.redis.scan_iter(match=f"{store.prefix}:*")]
-        if keys:
-            await store.redis.delete(*keys)
-        await store.close()
+    async with redis_keyspace() as prefix:
+        yield {}, RedisStore(REDIS_URL, prefix=prefix)  # the bridge opens and closes it
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 
 from bridge.store.redis import RedisStore
 from bridge.store.sqlite import SqliteStore
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+from tests.conftest import REDIS_URL, redis_keyspace
 
 
 class Clock:
@@ -25,22 +21,15 @@ class Clock:
 async def store(request, tmp_path):
     if request.param == "sqlite":
         store = SqliteStore(str(tmp_path / "s.sqlite3"))
-    else:
-        store = RedisStore(REDIS_URL, prefix=f"test-{uuid.uuid4().hex}")
-        try:
-            await store.open()
-        except OSError as exc:
-            if os.environ.get("CI"):
-                raise
-            pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+        await store.open()
+        yield store
         await store.close()
-    await store.open()
-    yield store
-    if isinstance(store, RedisStore):
-        keys = await store.redis.keys(f"{store.prefix}:*")
-        if keys:
-            await store.redis.delete(*keys)
-    await store.close()
+        return
+    async with redis_keyspace() as prefix:
+        store = RedisStore(REDIS_URL, prefix=prefix)
+        await store.open()
+        yield store
+        await store.close()
 
 
 async def test_accept_is_once_per_event(store):

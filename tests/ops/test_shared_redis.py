@@ -4,34 +4,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import uuid
 from collections.abc import AsyncIterator
-
-import pytest
 
 from bridge.app import Bridge
 from bridge.store.redis import RedisStore
-from tests.conftest import RecordingConsole, make_config
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    name = f"test-shared-{uuid.uuid4().hex}"
-    probe = RedisStore(REDIS_URL, prefix=name)
-    try:
-        await probe.open()
-    except OSError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    yield name
-    keys = [key async for key in probe.redis.scan_iter(match=f"{name}:*")]
-    if keys:
-        await probe.redis.delete(*keys)
-    await probe.close()
+from tests.conftest import REDIS_URL, RecordingConsole, make_config
 
 
 @contextlib.asynccontextmanager
@@ -50,14 +27,14 @@ async def two_processes(config, prefix: str) -> AsyncIterator[tuple[RecordingCon
             await bridge.stop()
 
 
-async def test_a_budget_spent_through_one_process_is_refused_by_the_other(openai_fake, prefix):
+async def test_a_budget_spent_through_one_process_is_refused_by_the_other(openai_fake, redis_prefix):
     config = make_config(
         {
             "backends": {"llm": {"type": "openai", "base_url": openai_fake.base_url}},
             "access": {"budgets": {"person_daily": 10}},  # the fake reports 7 + 3 per answer
         }
     )
-    async with two_processes(config, prefix) as (first, second):
+    async with two_processes(config, redis_prefix) as (first, second):
         await first.say("question one")
         assert await first.replies(1) == ["echo: question one"]
         await second.say("question two")
@@ -68,14 +45,14 @@ async def test_a_budget_spent_through_one_process_is_refused_by_the_other(openai
         assert len(openai_fake.calls) == 2
 
 
-async def test_a_block_made_in_one_process_holds_in_the_other_at_once(prefix):
+async def test_a_block_made_in_one_process_holds_in_the_other_at_once(redis_prefix):
     config = make_config(
         {
             "backends": {"echo": {"type": "echo"}},
             "access": {"admins": [{"platform": "console", "user": "root"}]},
         }
     )
-    async with two_processes(config, prefix) as (first, second):
+    async with two_processes(config, redis_prefix) as (first, second):
         await first.say("/block mallory", user="root")
         assert await first.replies(1) == ["Blocked cl.mallory: the bot ignores them until /unblock."]
         await second.say("hi", user="mallory")
