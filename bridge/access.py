@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .config import AccessSettings, Match, Route
 from .people import Account, People
-from .store import Store
+from .store import Control, Store
 from .types import Inbound
 
 
@@ -42,6 +42,12 @@ def route_for(routes: Sequence[Route], default: str | None, inbound: Inbound) ->
     if default is None:
         raise LookupError("no backend configured")
     return "default", default
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    allowed: bool
+    control: Control  # the person's block and personal budget (default: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +80,17 @@ class Gate:
     def limited_reply(self) -> str | None:
         return self._settings.rate_limited_reply
 
-    async def allows(self, inbound: Inbound) -> bool:
+    async def admit(self, inbound: Inbound) -> Admission:
+        """Whether the sender may use the bot, with what admins decided about them (read once
+        per message, and passed on to the budget check)."""
         account = Account.of(inbound)
-        if self._people.is_admin(account):
-            return True
-        if not self._by_rules(inbound):
-            return False
-        return not (await self._store.controls.get(self._people.subject(account))).blocked
+        admin = self._people.is_admin(account)  # always let in, never blocked
+        if not admin and not self._by_rules(inbound):
+            return Admission(False, Control())
+        if not self._people.has_admins:  # nobody can block: no store read per message
+            return Admission(True, Control())
+        control = await self._store.controls.get(self._people.subject(account))
+        return Admission(admin or not control.blocked, control)
 
     def _by_rules(self, inbound: Inbound) -> bool:
         for rule in self._settings.rules:

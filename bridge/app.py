@@ -87,19 +87,6 @@ class Bridge:
             self.store, interval=config.bridge.purge_interval, day=self.budgets.day
         )
         self._started_at = time.monotonic()
-        status = StatusSources(
-            uptime=lambda: time.monotonic() - self._started_at,
-            adapters=lambda: {adapter.platform: adapter.health() for adapter in self.adapters},
-            circuits=self.circuits,
-            load=self.load,
-        )
-        forgetter = Forgetter(self.store, people, config.bridge.session_keys)
-        commands = Commands(
-            store=self.store,
-            backends=self.guarded,
-            settings=config.bridge,
-            operators=Operators(people, self.budgets, forgetter, status),
-        )
         self.router = Router(
             store=self.store,
             backends=self.guarded,
@@ -110,7 +97,7 @@ class Bridge:
             metrics=self.metrics,
             gate=Gate(config.access, self.store, people=people),
             budgets=self.budgets,
-            commands=commands,
+            commands=self._commands(people),
         )
         serve = config.http.enabled if serve_http is None else serve_http
         self.http = (
@@ -127,6 +114,22 @@ class Bridge:
             else None
         )
         self._started: list[Adapter] = []
+
+    def _commands(self, people: People) -> Commands:
+        """The bridge's commands, with what the operators' ones read from the running bridge."""
+        status = StatusSources(
+            uptime=lambda: time.monotonic() - self._started_at,
+            adapters=lambda: {adapter.platform: adapter.health() for adapter in self.adapters},
+            circuits=self.circuits,
+            load=self.load,
+        )
+        forgetter = Forgetter(self.store, people, self.config.bridge.session_keys)
+        return Commands(
+            store=self.store,
+            backends=self.guarded,
+            settings=self.config.bridge,
+            operators=Operators(people, self.budgets, forgetter, status),
+        )
 
     async def start(self) -> None:
         await self.store.open()

@@ -22,7 +22,7 @@ from .config import Budgets as BudgetSettings
 from .metrics import Metrics
 from .people import Account, People
 from .session import qualify
-from .store import Store
+from .store import Control, Store
 from .types import Answer, ChatKind, Inbound
 
 log = logging.getLogger("bridge.budgets")
@@ -81,9 +81,22 @@ class Budgets:
             .isoformat()
         )
 
-    async def check(self, inbound: Inbound, backend: str) -> OverBudget | None:
-        """None if the sender (and their group chat) may still spend tokens on `backend` today."""
-        limits = await self._limits(inbound, backend)
+    @property
+    def counting(self) -> bool:
+        """Budgets are configured, or admins may set personal ones and ask for today's tokens:
+        only then is the store asked and written per message."""
+        return self._settings.configured or self._people.has_admins
+
+    async def check(
+        self, inbound: Inbound, backend: str, control: Control | None = None
+    ) -> OverBudget | None:
+        """None if the sender (and their group chat) may still spend tokens on `backend` today.
+        `control`: what admins decided about the sender, when the caller has read it already."""
+        if not self.counting:
+            return None
+        if control is None and self._people.has_admins:
+            control = await self._store.controls.get(self._people.subject(Account.of(inbound)))
+        limits = self._limits(inbound, backend, control.budget if control else None)
         if not limits:
             return None
         now = self._clock()
@@ -106,8 +119,8 @@ class Budgets:
             if count:
                 self._metrics.tokens.labels(backend, route, direction, outcome, source).inc(count)
         total = sum(used)
-        if not total:
-            return 0
+        if not total or not self.counting:
+            return total
         person = self._people.subject(Account.of(inbound))
         subjects = [person, EVERYONE]
         if (chat := _chat(inbound)) is not None:
@@ -124,11 +137,10 @@ class Budgets:
         counts = await self._store.counters.tokens(self.day(), [EVERYONE])
         return counts[EVERYONE]
 
-    async def _limits(self, inbound: Inbound, backend: str) -> list[_Limit]:
+    def _limits(self, inbound: Inbound, backend: str, own: int | None) -> list[_Limit]:
         cfg = self._settings
         per_backend = cfg.backends.get(backend)
         person = self._people.subject(Account.of(inbound))
-        own = (await self._store.controls.get(person)).budget
         limits = []
         person_total = own if own is not None else cfg.person_daily
         if person_total is not None:

@@ -67,6 +67,11 @@ class People:
         linked = self._accounts.get(name, []) if name is not None else []
         return [account, *(a for a in linked if a != account)]
 
+    @property
+    def has_admins(self) -> bool:
+        """Admins are configured: only then can anyone be blocked or get a personal budget."""
+        return bool(self._admins)
+
     def is_admin(self, account: Account) -> bool:
         return (account.platform, account.workspace, account.user) in self._admins or (
             account.platform,

@@ -186,7 +186,8 @@ class Router:
         inbound = job.inbound
         text = inbound.text.strip()
         command = self._commands.parse(inbound, job.key)
-        if not await self._gate.allows(inbound):
+        admission = await self._gate.admit(inbound)
+        if not admission.allowed:
             self._metrics.message(inbound.platform, "denied")
             log.info("access denied", extra=_context(job))
             if self._gate.denied_reply:
@@ -206,7 +207,9 @@ class Router:
             if limited.first and self._gate.limited_reply:
                 wait = f"{max(1, round(limited.wait)):d}"
                 await self._reply(job, self._gate.limited_reply.format(wait=wait), kind="notice")
-        elif over := await self._budgets.check(inbound, self.backend_for(inbound)):
+        elif over := await self._budgets.check(
+            inbound, self.backend_for(inbound), admission.control
+        ):
             self._metrics.message(inbound.platform, "over_budget")
             await self._reply(job, over.reply, kind="notice")
         else:

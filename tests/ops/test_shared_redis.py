@@ -58,6 +58,7 @@ async def test_a_block_made_in_one_process_holds_in_the_other_at_once(redis_pref
         await second.say("hi", user="mallory")
         assert await second.replies(1) == ["Sorry, this bot is not open to you."]
         await second.say("/unblock mallory", user="root")
+        assert (await second.replies(2))[1] == "Unblocked cl.mallory."
         await first.say("hi again", user="mallory")
         assert (await first.replies(2))[1] == "[wx:dm:cl.mallory] hi again"
 
