@@ -182,3 +182,40 @@ async def test_idle_sessions_are_purged_after_the_ttl(tmp_path):
     assert await store.sessions.purge(clock.now) == 1  # tg.1 idle 110 s, tg.2 only 50 s
     assert [r.key for r in await store.sessions.list()] == ["wx:dm:tg.2"]
     await store.close()
+
+
+async def test_a_sqlite_file_from_before_retention_is_migrated_on_open(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE state (session_key TEXT NOT NULL, backend TEXT NOT NULL, value TEXT NOT NULL,"
+        " updated REAL NOT NULL, PRIMARY KEY (session_key, backend));"
+        "CREATE TABLE rates (key TEXT PRIMARY KEY, window_start REAL NOT NULL, count INTEGER NOT NULL);"
+        """INSERT INTO state VALUES ('wx:group:tg.-1:user:tg.42', 'main', '{"thread_id": "t"}', 1.0);"""
+        "INSERT INTO rates VALUES ('tg.42', 0, 3);"
+    )
+    db.commit()
+    db.close()
+    store = SqliteStore(str(path))
+    await store.open()
+    assert await store.sessions.get("wx:group:tg.-1:user:tg.42", "main") == {"thread_id": "t"}
+    assert await store.sessions.forget(["tg.42"]) == ["wx:group:tg.-1:user:tg.42"]
+    assert await store.counters.purge(10.0, "2026-01-01") == 1  # an old window: no end known
+    await store.close()
+
+
+async def test_redis_state_from_before_retention_is_moved_on_open():
+    async with redis_keyspace() as prefix:
+        old = RedisStore(REDIS_URL, prefix=prefix)
+        await old.open()
+        await old.redis.hset(f"{prefix}:state:main", "wx:dm:tg.42", '{"thread_id": "t"}')
+        await old.redis.sadd(f"{prefix}:sessions", "wx:dm:tg.42")
+        await old.close()
+        store = RedisStore(REDIS_URL, prefix=prefix)
+        await store.open()
+        assert await store.sessions.get("wx:dm:tg.42", "main") == {"thread_id": "t"}
+        assert [row.key for row in await store.sessions.list()] == ["wx:dm:tg.42"]
+        assert not await store.redis.exists(f"{prefix}:state:main", f"{prefix}:sessions")
+        await store.close()
