@@ -23,9 +23,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @contextlib.asynccontextmanager
-async def redis_keyspace() -> AsyncIterator[str]:
-    """A fresh key prefix on the test Redis (`REDIS_URL`; the test is skipped without one,
-    except in CI); every key under it is deleted afterwards."""
+async def redis_prefix() -> AsyncIterator[str]:
+    """A fresh key prefix on the test Redis (`REDIS_URL`); skipped when no Redis answers (an
+    error in CI). Every key under it is deleted afterwards."""
     name = f"test-{uuid.uuid4().hex}"
     probe = RedisStore(REDIS_URL, prefix=name)
     try:
@@ -41,12 +41,6 @@ async def redis_keyspace() -> AsyncIterator[str]:
         for i in range(0, len(keys), 1000):
             await probe.redis.delete(*keys[i : i + 1000])
         await probe.close()
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    async with redis_keyspace() as name:
-        yield name
 
 
 def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Config:

@@ -12,7 +12,7 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.store.redis import RedisStore
-from tests.conftest import REDIS_URL, RecordingConsole, make_config, redis_keyspace
+from tests.conftest import REDIS_URL, RecordingConsole, make_config, redis_prefix
 from tests.fakes.nexusgpt_api import FakeNexusGPT
 from tests.fakes.nugen_api import FakeNugen
 
@@ -48,7 +48,7 @@ async def store_of(kind: str, tmp_path) -> AsyncIterator[tuple[dict, RedisStore 
     if kind == "sqlite":
         yield {"path": str(tmp_path / "state.sqlite3")}, None
         return
-    async with redis_keyspace() as prefix:
+    async with redis_prefix() as prefix:
         yield {}, RedisStore(REDIS_URL, prefix=prefix)  # the bridge opens and closes it
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from bridge.store.redis import RedisStore
 from bridge.store.sqlite import SqliteStore
-from tests.conftest import REDIS_URL, redis_keyspace
+from tests.conftest import REDIS_URL, redis_prefix
 
 
 class Clock:
@@ -25,7 +25,7 @@ async def store(request, tmp_path):
         yield store
         await store.close()
         return
-    async with redis_keyspace() as prefix:
+    async with redis_prefix() as prefix:
         store = RedisStore(REDIS_URL, prefix=prefix)
         await store.open()
         yield store
@@ -207,7 +207,7 @@ async def test_a_sqlite_file_from_before_retention_is_migrated_on_open(tmp_path)
 
 
 async def test_redis_state_from_before_retention_is_moved_on_open():
-    async with redis_keyspace() as prefix:
+    async with redis_prefix() as prefix:
         old = RedisStore(REDIS_URL, prefix=prefix)
         await old.open()
         await old.redis.hset(f"{prefix}:state:main", "wx:dm:tg.42", '{"thread_id": "t"}')

@@ -10,7 +10,7 @@ from pathlib import Path
 from bridge.retention import Retention
 from bridge.store.redis import RedisStore
 from bridge.store.sqlite import SqliteStore
-from tests.conftest import REDIS_URL, RecordingConsole, make_config
+from tests.conftest import REDIS_URL, RecordingConsole, make_config, redis_prefix
 from tests.fakes.base import eventually
 
 # The proof drives 100,000 users; BOTBRIDGE_RETENTION_USERS makes it shorter or longer.
@@ -100,11 +100,16 @@ async def test_sqlite_stays_bounded_under_a_stream_of_new_users(tmp_path):
         await store.close()
 
 
-async def test_redis_keys_stay_bounded_under_a_stream_of_new_users(redis_prefix):
+async def test_redis_keys_stay_bounded_under_a_stream_of_new_users():
+    async with redis_prefix() as prefix:
+        await _redis_stream(prefix)
+
+
+async def _redis_stream(prefix: str) -> None:
     # Redis expires keys by its own clock, so this runs on real time with short TTLs; the
     # session index (a sorted set) is purged by the store's clock.
     clock = Clock()
-    store = RedisStore(REDIS_URL, prefix=redis_prefix, session_ttl=1, clock=clock)
+    store = RedisStore(REDIS_URL, prefix=prefix, session_ttl=1, clock=clock)
     await store.open()
     users = min(USERS, 20_000)  # a round trip each over the socket: keep CI quick
 

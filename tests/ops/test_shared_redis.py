@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from bridge.app import Bridge
 from bridge.store.redis import RedisStore
-from tests.conftest import REDIS_URL, RecordingConsole, make_config
+from tests.conftest import REDIS_URL, RecordingConsole, make_config, redis_prefix
 
 
 @contextlib.asynccontextmanager
@@ -27,14 +27,14 @@ async def two_processes(config, prefix: str) -> AsyncIterator[tuple[RecordingCon
             await bridge.stop()
 
 
-async def test_a_budget_spent_through_one_process_is_refused_by_the_other(openai_fake, redis_prefix):
+async def test_a_budget_spent_through_one_process_is_refused_by_the_other(openai_fake):
     config = make_config(
         {
             "backends": {"llm": {"type": "openai", "base_url": openai_fake.base_url}},
             "access": {"budgets": {"person_daily": 10}},  # the fake reports 7 + 3 per answer
         }
     )
-    async with two_processes(config, redis_prefix) as (first, second):
+    async with redis_prefix() as prefix, two_processes(config, prefix) as (first, second):
         await first.say("question one")
         assert await first.replies(1) == ["echo: question one"]
         await second.say("question two")
@@ -45,14 +45,14 @@ async def test_a_budget_spent_through_one_process_is_refused_by_the_other(openai
         assert len(openai_fake.calls) == 2
 
 
-async def test_a_block_made_in_one_process_holds_in_the_other_at_once(redis_prefix):
+async def test_a_block_made_in_one_process_holds_in_the_other_at_once():
     config = make_config(
         {
             "backends": {"echo": {"type": "echo"}},
             "access": {"admins": [{"platform": "console", "user": "root"}]},
         }
     )
-    async with two_processes(config, redis_prefix) as (first, second):
+    async with redis_prefix() as prefix, two_processes(config, prefix) as (first, second):
         await first.say("/block mallory", user="root")
         assert await first.replies(1) == ["Blocked cl.mallory: the bot ignores them until /unblock."]
         await second.say("hi", user="mallory")
