@@ -159,3 +159,24 @@ def test_waits_are_said_in_words():
     assert duration(61) == "2 min"
     assert duration(3600) == "1 h"
     assert duration(5 * 3600 + 12 * 60) == "5 h 12 min"
+
+
+async def test_status_shows_the_days_tokens_to_an_admin(openai_fake, running):
+    config = make_config(
+        {
+            "backends": {"llm": openai_section(openai_fake)},
+            "access": {"admins": [{"platform": "console", "user": "root"}]},
+        }
+    )
+    console = RecordingConsole(user="ann")
+    bridge = await running(config, console)
+    await console.say("a question")
+    await console.replies(1)
+    assert await bridge.router.idle(5)
+    await console.say("/status", user="root")
+    [status] = await console.replies(1, chat="root")
+    assert "tokens today (UTC): 10 (llm 10)" in status.splitlines()
+    await console.say("/budget ann", user="root")
+    assert (await console.replies(2, chat="root"))[1] == (
+        "cl.ann: 10 tokens used today; no personal budget (the configured one applies)."
+    )
