@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 
@@ -14,10 +15,15 @@ from .access import Gate
 from .adapter import Adapter, Health
 from .backends import Backend, build_backend
 from .breaker import GuardedBackend, guard
+from .budgets import Budgets
+from .commands import Commands, Load, Operators, StatusSources
 from .config import Config
+from .forget import Forgetter
 from .http import HttpServer
 from .metrics import Metrics
+from .people import People
 from .profiles import Profiles
+from .retention import Retention
 from .router import Router
 from .store import Store, open_store
 from .streaming import Live
@@ -84,14 +90,23 @@ class Bridge:
             cooldown=config.bridge.breaker_cooldown,
         )
         self.metrics.describe(__version__, [adapter.platform for adapter in self.adapters])
+        people = People(config.access)
+        self.budgets = Budgets(config.access.budgets, people, self.store, self.metrics)
+        self.retention = Retention(
+            self.store, interval=config.bridge.purge_interval, day=self.budgets.day
+        )
+        self._started_at = time.monotonic()
+        profiles = Profiles.from_config(config)
         self.router = Router(
             store=self.store,
             backends=self.guarded,
             outbox=AdapterOutbox(self.adapters),
             settings=config.bridge,
-            profiles=Profiles.from_config(config),
+            profiles=profiles,
             metrics=self.metrics,
-            gate=Gate(config.access, self.store),
+            gate=Gate(config.access, self.store, people=people),
+            budgets=self.budgets,
+            commands=self._commands(people, profiles),
         )
         serve = config.http.enabled if serve_http is None else serve_http
         self.http = (
@@ -109,8 +124,27 @@ class Bridge:
         )
         self._started: list[Adapter] = []
 
+    def _commands(self, people: People, profiles: Profiles) -> Commands:
+        """The bridge's commands, with what the operators' ones read from the running bridge."""
+        status = StatusSources(
+            uptime=lambda: time.monotonic() - self._started_at,
+            adapters=lambda: {adapter.platform: adapter.health() for adapter in self.adapters},
+            circuits=self.circuits,
+            load=self.load,
+        )
+        forgetter = Forgetter(self.store, people, self.config.bridge.session_keys)
+        return Commands(
+            store=self.store,
+            backends=self.guarded,
+            settings=self.config.bridge,
+            profiles=profiles,
+            operators=Operators(people, self.budgets, forgetter, status),
+        )
+
     async def start(self) -> None:
         await self.store.open()
+        self._started_at = time.monotonic()
+        self.retention.start()
         if self.http is not None:
             await self.http.start()  # before the adapters: a webhook may arrive at once
         for adapter in self.adapters:
@@ -132,6 +166,7 @@ class Bridge:
         self._started.clear()
         if self.http is not None:
             await self.http.stop()
+        await self.retention.stop()
         await asyncio.gather(*(b.aclose() for b in self.backends.values()), return_exceptions=True)
         await self.store.close()
 
@@ -151,12 +186,18 @@ class Bridge:
                 name: {"ready": h.ready, "detail": h.detail} for name, h in components.items()
             },
             # Informational: a short-circuited backend does not make the process unready.
-            "backends": {
-                name: {"circuit": b.breaker.state}
-                for name, b in self.guarded.items()
-                if isinstance(b, GuardedBackend)
-            },
+            "backends": {name: {"circuit": state} for name, state in self.circuits().items()},
         }
+
+    def circuits(self) -> dict[str, str]:
+        guarded = self.guarded.items()
+        return {name: b.breaker.state for name, b in guarded if isinstance(b, GuardedBackend)}
+
+    def load(self) -> Load:
+        """Queue depth and backend calls under way, as the metrics have them."""
+        sample = self.metrics.registry.get_sample_value
+        queued = (sample("botbridge_queued") or 0) + (sample("botbridge_backend_waiting") or 0)
+        return Load(int(queued), int(sample("botbridge_backend_in_flight") or 0))
 
     async def metrics_page(self) -> bytes:
         """/metrics: the registry, with the gauges that are derived (each adapter's connection,

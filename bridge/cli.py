@@ -1,4 +1,5 @@
-"""`botbridge run | check | console`. Exit status 2 on a config error, 1 on a failed probe."""
+"""`botbridge run | check | console | forget | sessions`. Exit status 2 on a config error, 1 on a
+failed probe."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(config))
         if args.command == "check":
             return asyncio.run(_check(config, offline=args.offline))
+        if args.command in ("forget", "sessions"):
+            return asyncio.run(_operator(args, config))
         return asyncio.run(_console(config, user=args.user, group=args.group))
     except ConfigError as exc:
         print(f"botbridge: config error: {exc}", file=sys.stderr)
@@ -59,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     console.add_argument("-c", "--config", help="YAML config (default: echo backend)")
     console.add_argument("--user", default="local", help="your user id (default: local)")
     console.add_argument("--group", help="be a user in this group instead of a DM")
+    forget = commands.add_parser("forget", help="delete what the bridge holds about a person")
+    forget.add_argument("-c", "--config", required=True)
+    forget.add_argument("--platform", required=True, help="telegram, discord, slack, console")
+    forget.add_argument("--user", required=True, help="their user id on that platform")
+    forget.add_argument("--workspace", help="Slack: the team id (T…)")
+    sessions = commands.add_parser("sessions", help="list stored sessions (never their content)")
+    sessions.add_argument("-c", "--config", required=True)
+    sessions.add_argument("--limit", type=int, help="the most recently used N only")
     return parser
 
 
@@ -167,6 +178,25 @@ async def _probe(call) -> tuple[str, str]:
     except Exception as exc:
         cause = getattr(exc, "cause", type(exc).__name__)
         return "FAILED", f"{cause}: {exc}"
+
+
+# ------------------------------------------------------------------------- forget, sessions
+
+
+async def _operator(args: argparse.Namespace, config: Config | None) -> int:
+    from . import ops
+
+    assert config is not None
+    _logging(config, level="warning")
+    try:
+        if args.command == "forget":
+            return await ops.forget(
+                config, platform=args.platform, user=args.user, workspace=args.workspace
+            )
+        return await ops.sessions(config, limit=args.limit)
+    except Exception as exc:  # the store is unreachable or unreadable: one line, not a trace
+        print(f"botbridge: store failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 # ----------------------------------------------------------------------------------- console

@@ -16,7 +16,8 @@ _ADDED_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 _BACKEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
 OUTCOMES = (
-    "received", "answered", "ignored", "refused", "denied", "rate_limited", "failed", "duplicate"
+    "received", "answered", "ignored", "refused", "denied", "rate_limited", "over_budget",
+    "failed", "undeliverable", "duplicate",
 )  # fmt: skip
 # Where the bridge-added time goes: receipt → backend call, backend answer → platform accept.
 STAGES = ("to_backend", "to_platform")
@@ -83,8 +84,15 @@ class Metrics:
         )
         self.tokens = Counter(
             "botbridge_tokens",
-            "LLM tokens reported by backends",
-            ["backend", "direction"],
+            "LLM tokens by backend, route, direction (input, output), outcome (answered, "
+            "undelivered) and source (reported by the backend, or estimated from characters)",
+            ["backend", "route", "direction", "outcome", "source"],
+            registry=r,
+        )
+        self.budget_refusals = Counter(
+            "botbridge_budget_refusals",
+            "Questions refused because a daily token budget was used up, by scope (person, chat)",
+            ["scope", "backend"],
             registry=r,
         )
         self.send_retries = Counter(

@@ -23,6 +23,7 @@ from .types import Inbound, Session
 @dataclass(frozen=True, slots=True)
 class Profile:
     backend: str
+    route: str = "default"  # the route's label in metrics: its `name`, or `routes.{i}`
     options: Mapping[str, Any] = field(default_factory=dict)
     models: tuple[str, ...] = ()  # what /model may choose; empty: the model is fixed here
     model_option: str | None = None  # the option a chosen model sets (`model`, `model_llm`)
@@ -54,7 +55,7 @@ class Profiles:
         default_backend: str | None,
     ) -> None:
         self._routes = [
-            (route, _profile(route.backend, backends[route.backend], route, f"routes.{i}"))
+            (route, _profile(route.backend, backends[route.backend], route, i))
             for i, route in enumerate(routes)
         ]
         self._default = (
@@ -75,8 +76,9 @@ class Profiles:
 
 
 def _profile(
-    name: str, config: BackendConfig, route: Route | None = None, path: str = ""
+    name: str, config: BackendConfig, route: Route | None = None, index: int = 0
 ) -> Profile:
+    path = f"routes.{index}"
     options = options_for(f"{path}.options", route.options, config) if route else {}
     model_option = MODEL_OPTION.get(config.type)
     models = route.models if route is not None and route.models is not None else None
@@ -87,6 +89,7 @@ def _profile(
         default_model = options.get(model_option, getattr(config, model_option, None))
     return Profile(
         backend=name,
+        route=(route.name or path) if route is not None else "default",
         options=MappingProxyType(options),  # shared by every request: read-only
         models=tuple(models),
         model_option=model_option,

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from .access import Gate
 from .backends import Backend, can_stream
+from .budgets import Budgets
 from .commands import Commands
 from .config import AccessSettings, BridgeSettings
 from .errors import BackendError, InputTooLong, PictureError, PictureUnavailable
@@ -26,11 +27,23 @@ from .metrics import Metrics
 from .pictures import PictureSource
 from .profiles import Profile, Profiles
 from .questions import Questions
+from .retention import touch
 from .session import key_for
 from .store import Store
 from .streaming import Live, StreamedReply
 from .text import clean, split, utf16_len
-from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Question, Session
+from .types import (
+    Addressed,
+    Answer,
+    ChatKind,
+    Inbound,
+    Limits,
+    Outbound,
+    Question,
+    Session,
+    dedup_id,
+    identity,
+)
 
 log = logging.getLogger("bridge.router")
 
@@ -62,10 +75,6 @@ class _Job:
     )
 
 
-def dedup_id(inbound: Inbound) -> str:
-    return f"{inbound.platform}:{inbound.workspace or ''}:{inbound.event_id}"
-
-
 class Router:
     def __init__(
         self,
@@ -77,6 +86,8 @@ class Router:
         profiles: Profiles,
         metrics: Metrics | None = None,
         gate: Gate | None = None,
+        budgets: Budgets | None = None,
+        commands: Commands | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._store = store
@@ -87,10 +98,11 @@ class Router:
         self._questions = Questions(settings, outbox)
         self._metrics = metrics or Metrics()
         self._gate = gate or Gate(AccessSettings(), store)  # allows everyone, no limit
+        self._budgets = budgets or Budgets.unlimited(store, self._metrics)
         self._clock = clock
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._lanes = Lanes(on_change=self._lanes_changed)
-        self._commands = Commands(
+        self._commands = commands or Commands(
             store=store, backends=backends, settings=settings, profiles=profiles
         )
         self._closing = False
@@ -184,7 +196,8 @@ class Router:
         inbound = job.inbound
         text = inbound.text.strip()
         command = self._commands.parse(inbound, job.key)
-        if not self._gate.allows(inbound):
+        admission = await self._gate.admit(inbound)
+        if not admission.allowed:
             self._metrics.message(inbound.platform, "denied")
             log.info("access denied", extra=_context(job))
             if self._gate.denied_reply:
@@ -204,6 +217,11 @@ class Router:
             if limited.first and self._gate.limited_reply:
                 wait = f"{max(1, round(limited.wait)):d}"
                 await self._reply(job, self._gate.limited_reply.format(wait=wait), kind="notice")
+        elif over := await self._budgets.check(
+            inbound, self._profiles.for_inbound(inbound).backend, admission.control
+        ):
+            self._metrics.message(inbound.platform, "over_budget")
+            await self._reply(job, over.reply, kind="notice")
         else:
             await self._ask(job, text)
 
@@ -225,7 +243,7 @@ class Router:
             try:
                 if live is not None:
                     pieces = backend.stream(session, question)  # type: ignore[attr-defined]
-                    await self._stream(job, name, session, pieces, live, asked)
+                    await self._stream(job, profile, session, pieces, live, asked, text)
                     return
                 answer = await backend.ask(session, question)
             except InputTooLong as exc:
@@ -251,6 +269,9 @@ class Router:
             metrics.message(inbound.platform, "answered")
             metrics.bridge_added(inbound.platform, asked - job.started, sent - answered)
             log.info("answered", extra=_context(job, name, self._clock() - job.started))
+        await self._budgets.spend(
+            inbound, name, profile.route, answer, text, delivered=sent is not None
+        )
 
     async def _question(
         self, job: _Job, text: str, profile: Profile, session: Session
@@ -268,15 +289,17 @@ class Router:
     async def _stream(
         self,
         job: _Job,
-        name: str,
+        profile: Profile,
         session: Session,
         pieces: AsyncIterator[str | Answer],
         live: Live,
         asked: float,
+        text: str,
     ) -> None:
         """Show the answer as it is written; a failure before any text arrived raises, to be
         apologised for like any other."""
         inbound = job.inbound
+        name = profile.backend
         reply = StreamedReply(
             live, limits=self._outbox.limits(inbound.platform), apology=self._settings.apology,
             empty=EMPTY_ANSWER, working=self._outbox.working(inbound), metrics=self._metrics,
@@ -296,15 +319,19 @@ class Router:
         await self._answered(job, name, session, streamed.answer, asked)
         self._metrics.message(inbound.platform, "answered")
         log.info("answered (streamed)", extra=_context(job, name, self._clock() - job.started))
+        await self._budgets.spend(
+            inbound, name, profile.route, streamed.answer, text, delivered=True
+        )
 
     async def _answered(
         self, job: _Job, name: str, session: Session, answer: Answer, asked: float
     ) -> None:
-        """The backend's side of a good answer: its latency, tokens and the session's state."""
+        """The backend's side of a good answer: its latency and the session's state."""
         self._metrics.backend_latency.labels(name, "ok").observe(self._clock() - asked)
-        self._count_tokens(name, answer)
         if answer.state is not None:
             await self._store.sessions.put(job.key, name, _keep_generation(answer.state, session))
+        elif (seen := touch(session.state)) is not None:  # a server-side session: note it daily
+            await self._store.sessions.put(job.key, name, seen)
 
     def _failed(self, job: _Job, backend: str, cause: str, asked: float, detail: str) -> None:
         self._metrics.backend_errors.labels(backend, cause).inc()
@@ -357,12 +384,6 @@ class Router:
     def _slot(self) -> _Slot:
         return _Slot(self._slots, self._metrics)
 
-    def _count_tokens(self, backend: str, answer: Answer) -> None:
-        if answer.usage.input_tokens:
-            self._metrics.tokens.labels(backend, "input").inc(answer.usage.input_tokens)
-        if answer.usage.output_tokens:
-            self._metrics.tokens.labels(backend, "output").inc(answer.usage.output_tokens)
-
     def _lanes_changed(self, waiting: int, lanes: int) -> None:
         self._metrics.queued.set(waiting)
         self._metrics.sessions.set(lanes)
@@ -400,11 +421,9 @@ def _context(job: _Job, backend: str | None = None, took: float | None = None) -
 
 
 def _keep_generation(state: Mapping[str, object], session: Session) -> dict[str, object]:
-    """The backend's new state with what the bridge keeps there: the /reset generation and the
-    /model choice."""
-    merged = dict(state)
-    if session.generation:
-        merged["generation"] = session.generation
+    """The backend's new state with what the bridge keeps there: the /reset generation, the
+    /model choice and the /forget salt."""
+    merged = {**dict(state), **identity(session.state)}
     if session.chosen_model is not None:
         merged["model"] = session.chosen_model
     return merged

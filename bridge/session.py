@@ -71,3 +71,14 @@ def key_for(inbound: Inbound, mode: KeyMode = "qualified") -> str:
     return session_key(
         inbound.platform, inbound.kind, inbound.sender_id, group, inbound.workspace, mode
     )
+
+
+def owner_of(session_key: str) -> str:
+    """The user part of a key (`tg.42` of `wx:group:tg.-100:user:tg.42`): whose session it is.
+    Escaped components hold no `:`, so it is whatever follows the last one."""
+    return session_key.rsplit(":", 1)[-1]
+
+
+def owner_tag(platform: str, workspace: str | None, user: str, mode: KeyMode = "qualified") -> str:
+    """What `owner_of` returns for this sender's sessions."""
+    return owner_of(session_key(platform, ChatKind.DM, user, workspace=workspace, mode=mode))

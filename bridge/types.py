@@ -103,6 +103,11 @@ _FIELDS = dataclasses.fields(Inbound)
 _NESTED: dict[str, Any] = {"quote": Quote, "picture": Picture}
 
 
+def dedup_id(inbound: Inbound) -> str:
+    """The message's id in the journal: the platform's event id, qualified."""
+    return f"{inbound.platform}:{inbound.workspace or ''}:{inbound.event_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Outbound:
     platform: str
@@ -174,8 +179,19 @@ class Session:
 
     @property
     def wire_id(self) -> str:
-        """The session id to send to a server that keeps history by id: `key`, then `key#2`…"""
-        return self.key if self.generation == 0 else f"{self.key}#{self.generation + 1}"
+        """The session id to send to a server that keeps history by id: `key`, then `key#2`…;
+        after a /forget `key#{salt}`, `key#{salt}#2`…, never an id used before it."""
+        salt = self.state.get("salt")
+        base = f"{self.key}#{salt}" if salt else self.key
+        return base if self.generation == 0 else f"{base}#{self.generation + 1}"
+
+
+# What a session's state carries through /reset and every answer: which server-side id it is on.
+IDENTITY = ("generation", "salt")
+
+
+def identity(state: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: state[name] for name in IDENTITY if state.get(name)}
 
 
 @dataclass(frozen=True, slots=True)

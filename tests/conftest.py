@@ -15,9 +15,33 @@ from adapters.console import ConsoleAdapter
 from bridge.app import Bridge
 from bridge.config import Config, parse_config
 from bridge.errors import PictureUnavailable
+from bridge.store.redis import RedisStore
 from bridge.types import Inbound, Outbound, Picture
 from tests.fakes.base import eventually
 from tests.fakes.openai_api import FakeOpenAI
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@asynccontextmanager
+async def redis_prefix() -> AsyncIterator[str]:
+    """A fresh key prefix on the test Redis (`REDIS_URL`); skipped when no Redis answers (an
+    error in CI). Every key under it is deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex}"
+    probe = RedisStore(REDIS_URL, prefix=name)
+    try:
+        await probe.open()
+    except OSError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    try:
+        yield name
+    finally:
+        keys = [key async for key in probe.redis.scan_iter(match=f"{name}:*", count=1000)]
+        for i in range(0, len(keys), 1000):
+            await probe.redis.delete(*keys[i : i + 1000])
+        await probe.close()
 
 
 def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Config:
@@ -27,32 +51,6 @@ def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Confi
     raw["bridge"] = bridge
     raw.setdefault("http", {"enabled": False})
     return parse_config(raw, env or {})
-
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-@asynccontextmanager
-async def redis_prefix() -> AsyncIterator[str]:
-    """A fresh key prefix on the test Redis (`REDIS_URL`); skipped when no Redis answers (an
-    error in CI). Every key under it is deleted afterwards."""
-    from bridge.store.redis import RedisStore
-
-    prefix = f"test-{uuid.uuid4().hex}"
-    probe = RedisStore(REDIS_URL, prefix=prefix)
-    try:
-        await probe.open()
-    except OSError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    try:
-        yield prefix
-    finally:
-        keys = await probe.redis.keys(f"{prefix}:*")
-        if keys:
-            await probe.redis.delete(*keys)
-        await probe.close()
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ from ..errors import megabytes
 from ..pictures import ACCEPTED_NAMES
 from ..profiles import Profiles
 from ..store import Store
-from ..types import ChatKind, Session
+from ..types import ChatKind, Session, identity
 from .model import model_name
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ class SessionCommands:
         commands = ["/help shows this message", "/reset starts a fresh conversation"]
         if profile.models:
             commands.append(f"/model shows or switches the model ({', '.join(profile.models)})")
+        commands.append("/forget deletes what I keep about you")
         intro = self._settings.help_text or INTRO
         lines = [intro, "", *commands, "", self._pictures(profile.vision)]
         if profile.model_option is not None:
@@ -66,7 +67,10 @@ class SessionCommands:
         sessions = self._store.sessions
         for name in self._backends:
             state = await sessions.get(invocation.key, name)
-            fresh: dict[str, object] = {"generation": int(state.get("generation", 0)) + 1}
+            fresh: dict[str, object] = {
+                **identity(state),
+                "generation": int(state.get("generation", 0)) + 1,
+            }
             if "model" in state and not self._settings.reset_clears_model:
                 fresh["model"] = state["model"]
             await sessions.put(invocation.key, name, fresh)

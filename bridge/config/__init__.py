@@ -7,7 +7,17 @@ Everything the rest of the bridge needs is re-exported here: `from bridge.config
 from __future__ import annotations
 
 from ._base import HttpUrl, PathError, Strict
-from .access import AccessRule, AccessSettings, IdList, Match, RateLimit, Route
+from .access import (
+    AccessRule,
+    AccessSettings,
+    Budgets,
+    DailyBudget,
+    IdList,
+    Match,
+    PlatformUser,
+    RateLimit,
+    Route,
+)
 from .backends import (
     BACKEND_TYPES,
     BackendBase,
@@ -36,7 +46,9 @@ __all__ = [
     "BackendBase",
     "BackendConfig",
     "BridgeSettings",
+    "Budgets",
     "Config",
+    "DailyBudget",
     "DiscordAdapter",
     "EchoBackend",
     "HistoryLimits",
@@ -49,6 +61,7 @@ __all__ = [
     "NugenBackend",
     "OpenAIBackend",
     "PathError",
+    "PlatformUser",
     "RateLimit",
     "Route",
     "SlackAdapter",

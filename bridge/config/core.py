@@ -36,6 +36,12 @@ class BridgeSettings(Strict):
     )
     max_input_chars: int = Field(8000, ge=1)
     dedup_ttl: float = Field(172800.0, gt=0, description="seconds an event id is remembered")
+    session_ttl: float = Field(
+        2592000.0, gt=0, description="seconds an idle session's state is kept (default 30 days)"
+    )
+    purge_interval: float = Field(
+        3600.0, gt=0, description="seconds between background sweeps of expired state"
+    )
     drain_timeout: float = Field(30.0, ge=0)
     breaker_threshold: int = Field(
         5, ge=0, description="backend failures in a row that open its circuit; 0: never"

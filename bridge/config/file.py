@@ -47,6 +47,9 @@ class Config(Strict):
             raise PathError(
                 "bridge.default_backend", "required when more than one backend is configured"
             )
+        for name in self.access.budgets.backends:
+            if name not in names:
+                raise PathError(f"access.budgets.backends.{name}", f"no backend named {name!r}")
         if not self.http.enabled:
             for name, cfg in self.adapters.enabled().items():
                 if getattr(cfg, "mode", None) in ("webhook", "http"):

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 
 from bridge.store.redis import RedisStore
 from bridge.store.sqlite import SqliteStore
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+from tests.conftest import REDIS_URL, redis_prefix
 
 
 class Clock:
@@ -25,22 +21,15 @@ class Clock:
 async def store(request, tmp_path):
     if request.param == "sqlite":
         store = SqliteStore(str(tmp_path / "s.sqlite3"))
-    else:
-        store = RedisStore(REDIS_URL, prefix=f"test-{uuid.uuid4().hex}")
-        try:
-            await store.open()
-        except OSError as exc:
-            if os.environ.get("CI"):
-                raise
-            pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+        await store.open()
+        yield store
         await store.close()
-    await store.open()
-    yield store
-    if isinstance(store, RedisStore):
-        keys = await store.redis.keys(f"{store.prefix}:*")
-        if keys:
-            await store.redis.delete(*keys)
-    await store.close()
+        return
+    async with redis_prefix() as prefix:
+        store = RedisStore(REDIS_URL, prefix=prefix)
+        await store.open()
+        yield store
+        await store.close()
 
 
 async def test_accept_is_once_per_event(store):
@@ -104,28 +93,150 @@ async def test_two_bridges_with_their_own_redis_prefix_share_one_database():
     from bridge.config import BridgeSettings
     from bridge.store import open_store
 
-    prefixes = [f"test-{uuid.uuid4().hex}" for _ in range(2)]
-    stores = [
-        open_store(BridgeSettings(store={"type": "redis", "url": REDIS_URL, "prefix": p}))
-        for p in prefixes
-    ]
-    try:
+    async with redis_prefix() as first, redis_prefix() as second:
+        stores = [
+            open_store(BridgeSettings(store={"type": "redis", "url": REDIS_URL, "prefix": p}))
+            for p in (first, second)
+        ]
         for store in stores:
             await store.open()
-    except OSError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    try:
-        # The same platform event reaches both bridges: each answers it once.
-        assert [await s.journal.accept("tg:1", {"text": "a"}, ttl=60) for s in stores] == [
-            True,
-            True,
-        ]
-        assert await stores[0].redis.keys(f"{prefixes[0]}:*")
-    finally:
-        for store, prefix in zip(stores, prefixes, strict=True):
-            keys = await store.redis.keys(f"{prefix}:*")
-            if keys:
-                await store.redis.delete(*keys)
-            await store.close()
+        try:
+            # The same platform event reaches both bridges: each answers it once.
+            accepted = [await s.journal.accept("tg:1", {"text": "a"}, ttl=60) for s in stores]
+            assert accepted == [True, True]
+            assert await stores[0].redis.keys(f"{first}:*")
+        finally:
+            for store in stores:
+                await store.close()
+
+
+# ----------------------------------------------------------------------------- operators' parts
+
+
+async def test_token_counts_per_subject_and_scope_start_again_each_day(store):
+    pairs = [("tg.42", "*"), ("tg.42", "main"), ("all", "*")]
+    await store.counters.add("2026-03-01", pairs, 100)
+    await store.counters.add("2026-03-01", pairs[:1], 20)
+    assert await store.counters.tokens("2026-03-01", ["tg.42", "all", "tg.43"]) == {
+        "tg.42": {"*": 120, "main": 100},
+        "all": {"*": 100},
+        "tg.43": {},
+    }
+    await store.counters.add("2026-03-02", pairs[:1], 5)  # a new day
+    assert (await store.counters.tokens("2026-03-02", ["tg.42"]))["tg.42"] == {"*": 5}
+
+
+async def test_forgetting_counters_deletes_rates_and_tokens_of_those_subjects_only(store):
+    await store.counters.hit("tg.42", 60, 120.0)
+    await store.counters.hit("tg.43", 60, 120.0)
+    await store.counters.add("2026-03-01", [("tg.42", "*"), ("tg.43", "*")], 7)
+    assert await store.counters.forget(["tg.42"]) == 2
+    assert await store.counters.hit("tg.42", 60, 121.0) == 1  # counted from zero again
+    assert await store.counters.hit("tg.43", 60, 121.0) == 2
+    counts = await store.counters.tokens("2026-03-01", ["tg.42", "tg.43"])
+    assert counts == {"tg.42": {}, "tg.43": {"*": 7}}
+
+
+async def test_forgetting_sessions_by_owner_leaves_a_salt_and_nothing_else(store):
+    await store.sessions.put("wx:dm:tg.42", "main", {"history": ["secret"], "generation": 2})
+    await store.sessions.put("wx:group:tg.-100:user:tg.42", "main", {"thread_id": "t1"})
+    await store.sessions.put("wx:group:tg.-100:user:tg.42", "other", {"thread_id": "t2"})
+    await store.sessions.put("wx:group:tg.-100:user:tg.43", "main", {"thread_id": "t3"})
+    deleted = await store.sessions.forget(["tg.42"])
+    assert deleted == ["wx:dm:tg.42", "wx:group:tg.-100:user:tg.42"]
+    first = await store.sessions.get("wx:dm:tg.42", "main")
+    assert set(first) == {"salt"} and first["salt"].startswith("f-")
+    assert set(await store.sessions.get("wx:group:tg.-100:user:tg.42", "other")) == {"salt"}
+    assert await store.sessions.get("wx:group:tg.-100:user:tg.43", "main") == {"thread_id": "t3"}
+    assert await store.sessions.count() == 1
+    await store.sessions.put("wx:dm:tg.42", "main", {**first, "history": []})
+    await store.sessions.forget(["tg.42"])
+    again = await store.sessions.get("wx:dm:tg.42", "main")
+    assert again["salt"] != first["salt"]  # every forget: an id never used before
+
+
+async def test_sessions_are_listed_newest_first_without_their_state(store):
+    await store.sessions.put("wx:dm:tg.1", "main", {"history": ["hello"]})
+    await store.sessions.put("wx:dm:tg.2", "main", {"thread_id": "t"})
+    rows = await store.sessions.list()
+    assert {(r.key, r.backend) for r in rows} == {("wx:dm:tg.1", "main"), ("wx:dm:tg.2", "main")}
+    assert {r.key: r.size for r in rows}["wx:dm:tg.1"] == len('{"history": ["hello"]}')
+    assert all(r.updated > 0 for r in rows)
+    assert len(await store.sessions.list(limit=1)) == 1
+
+
+async def test_controls_are_kept_per_person_and_the_default_is_no_row(store):
+    from bridge.store import Control
+
+    assert await store.controls.get("tg.42") == Control()
+    await store.controls.set("tg.42", Control(blocked=True))
+    await store.controls.set("person:ann", Control(budget=500))
+    assert await store.controls.get("tg.42") == Control(blocked=True)
+    assert await store.controls.get("person:ann") == Control(budget=500)
+    await store.controls.set("tg.42", Control())
+    assert await store.controls.get("tg.42") == Control()
+    assert await store.controls.forget(["person:ann", "tg.42"]) == 1
+
+
+async def test_forgetting_pending_text_keeps_the_asking_message_and_later_ones(store):
+    def message(sender: str, text: str) -> dict:
+        return {"platform": "telegram", "workspace": None, "sender_id": sender, "text": text}
+
+    await store.journal.accept("e1", message("42", "my secret"), ttl=60)
+    await store.journal.accept("e2", message("43", "someone else"), ttl=60)
+    await store.journal.accept("e3", message("42", "/forget"), ttl=60)
+    await store.journal.accept("e4", message("42", "after the forget"), ttl=60)
+    assert await store.journal.forget([("telegram", None, "42")], keep="e3") == 1
+    texts = [p["text"] for p in await store.journal.pending()]
+    assert texts == ["someone else", "/forget", "after the forget"]
+    assert not await store.journal.accept("e1", {}, ttl=60)  # still deduplicated
+
+
+async def test_idle_sessions_are_purged_after_the_ttl(tmp_path):
+    clock = Clock()
+    store = SqliteStore(str(tmp_path / "s.sqlite3"), clock=clock, session_ttl=100)
+    await store.open()
+    await store.sessions.put("wx:dm:tg.1", "main", {"v": 1})
+    clock.now += 60
+    await store.sessions.put("wx:dm:tg.2", "main", {"v": 2})
+    clock.now += 50
+    assert await store.sessions.purge(clock.now) == 1  # tg.1 idle 110 s, tg.2 only 50 s
+    assert [r.key for r in await store.sessions.list()] == ["wx:dm:tg.2"]
+    await store.close()
+
+
+async def test_a_sqlite_file_from_before_retention_is_migrated_on_open(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE state (session_key TEXT NOT NULL, backend TEXT NOT NULL, value TEXT NOT NULL,"
+        " updated REAL NOT NULL, PRIMARY KEY (session_key, backend));"
+        "CREATE TABLE rates (key TEXT PRIMARY KEY, window_start REAL NOT NULL, count INTEGER NOT NULL);"
+        """INSERT INTO state VALUES ('wx:group:tg.-1:user:tg.42', 'main', '{"thread_id": "t"}', 1.0);"""
+        "INSERT INTO rates VALUES ('tg.42', 0, 3);"
+    )
+    db.commit()
+    db.close()
+    store = SqliteStore(str(path))
+    await store.open()
+    assert await store.sessions.get("wx:group:tg.-1:user:tg.42", "main") == {"thread_id": "t"}
+    assert await store.sessions.forget(["tg.42"]) == ["wx:group:tg.-1:user:tg.42"]
+    assert await store.counters.purge(10.0, "2026-01-01") == 1  # an old window: no end known
+    await store.close()
+
+
+async def test_redis_state_from_before_retention_is_moved_on_open():
+    async with redis_prefix() as prefix:
+        old = RedisStore(REDIS_URL, prefix=prefix)
+        await old.open()
+        await old.redis.hset(f"{prefix}:state:main", "wx:dm:tg.42", '{"thread_id": "t"}')
+        await old.redis.sadd(f"{prefix}:sessions", "wx:dm:tg.42")
+        await old.close()
+        store = RedisStore(REDIS_URL, prefix=prefix)
+        await store.open()
+        assert await store.sessions.get("wx:dm:tg.42", "main") == {"thread_id": "t"}
+        assert [row.key for row in await store.sessions.list()] == ["wx:dm:tg.42"]
+        assert not await store.redis.exists(f"{prefix}:state:main", f"{prefix}:sessions")
+        await store.close()

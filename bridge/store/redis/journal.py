@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import sender_of
+
 if TYPE_CHECKING:
+    from .. import Sender
     from . import RedisStore
 
 # Seen-and-pending in one round trip, atomically: a redelivery never re-enters pending.
@@ -49,3 +52,28 @@ class RedisJournal:
             return []
         values = await store.redis.hmget(store.key("pending"), ids)
         return [json.loads(value) for value in values if value is not None]
+
+    async def forget(self, senders: Sequence[Sender], keep: str | None = None) -> int:
+        store = self._store
+        order = store.key("pending-order")
+        limit = await store.redis.zscore(order, keep) if keep else None
+        ids = await store.redis.zrangebyscore(order, "-inf", "+inf" if limit is None else limit)
+        ids = [event for event in ids if event != keep]
+        if not ids:
+            return 0
+        values = await store.redis.hmget(store.key("pending"), ids)
+        wanted = set(senders)
+        drop = [
+            event
+            for event, value in zip(ids, values, strict=True)
+            if value is not None and sender_of(json.loads(value)) in wanted
+        ]
+        if drop:
+            async with store.redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(store.key("pending"), *drop)
+                pipe.zrem(order, *drop)
+                await pipe.execute()
+        return len(drop)
+
+    async def purge(self, now: float) -> int:
+        return 0  # seen ids expire by their own TTL

@@ -1,8 +1,9 @@
 """The embedded store: one SQLite file (WAL), or `:memory:` for tests.
 
-One connection, shared by the store's parts (`journal`, `sessions`, `counters`), each in a module
-of its own with its own tables. Every operation is one autocommitted statement: one round trip to
-aiosqlite's thread.
+One connection, shared by the store's parts (`journal`, `sessions`, `counters`, `controls`), each
+in a module of its own with its own tables. Every operation is one autocommitted statement where
+it can be: one round trip to aiosqlite's thread. A new file is created with incremental
+auto-vacuum, so that `compact` after a purge shrinks it.
 """
 
 from __future__ import annotations
@@ -13,17 +14,29 @@ from pathlib import Path
 
 import aiosqlite
 
-from . import counters, journal, sessions
+from .. import _forgotten
+from . import controls, counters, journal, sessions
+
+DEFAULT_SESSION_TTL = 30 * 86400.0
 
 
 class SqliteStore:
-    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: str,
+        clock: Callable[[], float] = time.time,
+        *,
+        session_ttl: float = DEFAULT_SESSION_TTL,
+    ) -> None:
         self._path = path
         self.clock = clock
+        self.session_ttl = session_ttl
+        self.forget_secret = ""  # read at open (see _forgotten)
         self._db: aiosqlite.Connection | None = None
         self.journal = journal.SqliteJournal(self)
         self.sessions = sessions.SqliteSessions(self)
         self.counters = counters.SqliteCounters(self)
+        self.controls = controls.SqliteControls(self)
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -34,12 +47,22 @@ class SqliteStore:
     async def open(self) -> None:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path, isolation_level=None)  # autocommit
-        await self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = db = await aiosqlite.connect(self._path, isolation_level=None)  # autocommit
+        # Only takes effect on a new file (before its first table): an older file keeps its mode.
+        await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        await db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a process crash; only a power loss can drop the last commits.
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        for schema in (journal.SCHEMA, sessions.SCHEMA, counters.SCHEMA):
-            await self._db.executescript(schema)
+        await db.execute("PRAGMA synchronous=NORMAL")
+        for schema in (journal.SCHEMA, sessions.SCHEMA, counters.SCHEMA, controls.SCHEMA):
+            await db.executescript(schema)
+        await sessions.migrate(db)
+        await counters.migrate(db)
+        await db.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('forget_secret', ?)",
+            (_forgotten.new_secret(),),
+        )
+        rows = await db.execute_fetchall("SELECT value FROM meta WHERE name = 'forget_secret'")
+        self.forget_secret = rows[0][0]
 
     async def close(self) -> None:
         if self._db is not None:
@@ -48,3 +71,9 @@ class SqliteStore:
 
     async def ping(self) -> None:
         await self.db.execute_fetchall("SELECT 1")
+
+    async def compact(self) -> None:
+        # executescript steps the statement to the end; execute() would free one page per call.
+        await self.db.executescript("PRAGMA incremental_vacuum;")
+        # In WAL mode the file shrinks once the log is written back.
+        await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")

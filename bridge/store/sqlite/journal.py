@@ -4,10 +4,13 @@ while `payload` is set."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import sender_of
+
 if TYPE_CHECKING:
+    from .. import Sender
     from . import SqliteStore
 
 SCHEMA = """
@@ -55,3 +58,24 @@ class SqliteJournal:
             "SELECT payload FROM events WHERE payload IS NOT NULL ORDER BY accepted, rowid"
         )
         return [json.loads(row[0]) for row in rows]
+
+    async def forget(self, senders: Sequence[Sender], keep: str | None = None) -> int:
+        db = self._store.db
+        wanted = set(senders)
+        # Pending messages are few (those under way, or left by a crash): filter them here.
+        rows = await db.execute_fetchall(
+            "SELECT event_id, payload FROM events WHERE payload IS NOT NULL AND event_id != ?"
+            " AND accepted <= coalesce((SELECT accepted FROM events WHERE event_id = ?), 1e300)",
+            (keep or "", keep or ""),
+        )
+        drop = [event for event, payload in rows if sender_of(json.loads(payload)) in wanted]
+        if drop:
+            marks = ",".join("?" * len(drop))
+            await db.execute(f"UPDATE events SET payload = NULL WHERE event_id IN ({marks})", drop)
+        return len(drop)
+
+    async def purge(self, now: float) -> int:
+        cursor = await self._store.db.execute(
+            "DELETE FROM events WHERE expires < ? AND payload IS NULL", (now,)
+        )
+        return cursor.rowcount
