@@ -81,6 +81,13 @@ class AuthFailed(BackendError):
     cause = "auth"
 
 
+class Unsendable(BackendError):
+    """The bridge could not build or send the request (a body that does not encode, a URL the
+    client refuses): our fault, never a sign of the backend's health."""
+
+    cause = "unsendable"
+
+
 class InputTooLong(BackendError):
     """The API cannot take a message this long; the user is told the limit."""
 

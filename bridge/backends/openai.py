@@ -49,7 +49,13 @@ class OpenAIBackend:
         elif cfg.session == "body":
             body[cfg.session_field] = session.wire_id
 
-        response = await self._api.call("POST", "chat/completions", headers=headers, json=body)
+        response = await self._api.call(
+            "POST",
+            "chat/completions",
+            headers=headers,
+            json=body,
+            idempotent=cfg.session == "bridge",
+        )
         content, usage = _parse(_http.json_body(response))
         if content.startswith(_NANOBOT_FAILURE):
             raise Unavailable(f"server reports its LLM failed: {content[:200]}")
@@ -88,7 +94,9 @@ def _parse(data: Any) -> tuple[str, Usage]:
         message = data["choices"][0]["message"]
         content = message.get("content") or ""
     except (KeyError, IndexError, TypeError, AttributeError):
-        raise BadResponse(f"no choices[0].message in the answer: {str(data)[:120]!r}") from None
+        raise BadResponse(
+            f"no choices[0].message in the answer ({_http.describe(data)})"
+        ) from None
     if not isinstance(content, str):
         raise BadResponse("choices[0].message.content is not text")
     usage = data.get("usage") if isinstance(data, dict) else None
