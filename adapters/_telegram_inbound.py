@@ -79,7 +79,7 @@ def addressing(message: Message, me: User) -> tuple[Addressed, str]:
     how = Addressed.NOT
     for entity in message.entities:
         if entity.type == MessageEntity.MENTION:
-            if message.parse_entity(entity)[1:].lower() == username:
+            if entity_text(text, entity)[1:].lower() == username:
                 cut.append(entity)
                 how = Addressed.MENTION
         elif entity.type == MessageEntity.TEXT_MENTION:
@@ -88,7 +88,7 @@ def addressing(message: Message, me: User) -> tuple[Addressed, str]:
                 how = Addressed.MENTION
     command = _leading_command(message)
     if command is not None:
-        _, _, target = message.parse_entity(command).partition("@")
+        _, _, target = entity_text(text, command).partition("@")
         if target and target.lower() != username:
             return Addressed.NOT, text  # /cmd@otherbot: for another bot
         if target:
@@ -119,6 +119,12 @@ def _replies_to(message: Message, me: User) -> bool:
         return False
     # In a forum every message "replies" to its topic's creation message: that is no reply.
     return replied.from_user.id == me.id and replied.forum_topic_created is None
+
+
+def entity_text(text: str, entity: MessageEntity) -> str:
+    """The text an entity covers. Not PTB's `parse_entity`: it encodes strictly to UTF-16 and
+    fails on a lone surrogate, which a client can send (the router repairs it later)."""
+    return text[_index(text, entity.offset) : _index(text, entity.offset + entity.length)]
 
 
 def _index(text: str, utf16_offset: int) -> int:

@@ -32,8 +32,10 @@ def render(markdown: str) -> list[tuple[str, tuple[MessageEntity, ...]]]:
     (headings gain an emoji, so the converted text can be longer than the Markdown)."""
     try:
         text, entities = telegramify_markdown.convert(markdown)
-    except Exception:  # a converter bug must not cost the user the answer
-        log.warning("markdown conversion failed; sending plain text", exc_info=True)
+    except Exception as exc:  # a converter bug must not cost the user the answer
+        # The traceback only at debug: a parser's error text may quote the answer.
+        log.warning("markdown conversion failed (%s); sending plain text", type(exc).__name__)
+        log.debug("markdown conversion failure", exc_info=True)
         return [(markdown, ())]
     if not text.strip():
         return [(markdown, ())]

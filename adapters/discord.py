@@ -19,6 +19,7 @@ import discord
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import DiscordAdapter as DiscordConfig
 from bridge.errors import ConfigError
+from bridge.logs import brief
 from bridge.metrics import Metrics
 from bridge.types import Addressed, Inbound, Limits, Outbound
 
@@ -166,10 +167,10 @@ class DiscordAdapter:
         except Exception as exc:
             # The router logged the cause; this says which message was lost.
             log.error(
-                "discord: message %s in channel %s not accepted: %r",
+                "discord: message %s in channel %s not accepted: %s",
                 inbound.event_id,
                 inbound.chat_id,
-                exc,
+                brief(exc),
             )
         if inbound.addressed is Addressed.NOT:
             log.debug("discord: message %s not addressed to the bot", inbound.event_id)

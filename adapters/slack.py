@@ -29,6 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import SlackAdapter as SlackConfig
+from bridge.logs import brief
 from bridge.metrics import Metrics
 from bridge.types import Inbound, Limits, Outbound
 
@@ -122,7 +123,7 @@ class SlackAdapter:
             try:
                 await socket.close_async()
             except Exception as exc:
-                log.warning("slack: socket mode did not close cleanly: %r", exc)
+                log.warning("slack: socket mode did not close cleanly: %s", brief(exc))
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -195,7 +196,7 @@ class SlackAdapter:
             )
             return False
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("slack %s failed: %r", method, exc)
+            log.warning("slack %s failed: %s", method, brief(exc))
             return False
         return True
 

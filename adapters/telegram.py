@@ -34,6 +34,7 @@ from telegram.request import HTTPXRequest
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import TelegramAdapter as TelegramConfig
+from bridge.logs import brief
 from bridge.metrics import Metrics
 from bridge.types import Inbound, Limits, Outbound
 
@@ -199,7 +200,7 @@ class TelegramAdapter:
             await self._poll_request.shutdown()
             await self._poll_request.initialize()
         except Exception as exc:
-            log.warning("telegram: resetting the polling connection failed: %r", exc)
+            log.warning("telegram: resetting the polling connection failed: %s", brief(exc))
 
     async def _poll(self) -> None:
         failures = 0
@@ -248,7 +249,7 @@ class TelegramAdapter:
         elif isinstance(exc, TelegramError):
             detail = f"getUpdates failed: {self._scrub(exc)}"
         else:  # the router could not accept an update: fetch it again later, lose nothing
-            detail = f"update not accepted, will be fetched again: {self._scrub(exc)!r}"
+            detail = f"update not accepted, will be fetched again: {self._scrub(brief(exc))}"
         self._problem = detail
         level = logging.WARNING if failures == 1 else logging.DEBUG
         if isinstance(exc, Conflict | InvalidToken) or not isinstance(exc, TelegramError):
@@ -275,8 +276,8 @@ class TelegramAdapter:
             return web.Response(status=503, text="not started")  # Telegram retries later
         try:
             update = Update.de_json(await request.json(), self._bot)
-        except Exception as exc:
-            log.warning("telegram webhook: unreadable update refused: %r", exc)
+        except Exception as exc:  # its text may quote the update: the type says enough
+            log.warning("telegram webhook: unreadable update refused (%s)", type(exc).__name__)
             return web.Response(status=400, text="not a Telegram update")
         try:
             # The router only records the message before returning: this stays fast, and a
@@ -292,7 +293,16 @@ class TelegramAdapter:
     async def _dispatch(self, update: Update) -> None:
         assert self._me is not None
         deliver = self._deliver
-        inbound = to_inbound(update, self._me)
+        try:
+            inbound = to_inbound(update, self._me)
+        except Exception as exc:
+            # A bug in reading one odd update must not block every later one: it would be
+            # fetched again for ever. Skipped, and said once.
+            log.error(
+                "telegram update %s unreadable, skipped (%s)", update.update_id, brief(exc),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )  # fmt: skip
+            return
         if inbound is None or deliver is None:
             log.debug("telegram update %s needs no answer", update.update_id)
             return

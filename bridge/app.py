@@ -16,6 +16,7 @@ from .backends import Backend, build_backend
 from .breaker import GuardedBackend, guard
 from .config import Config
 from .http import HttpServer
+from .logs import brief
 from .metrics import Metrics
 from .router import Router
 from .store import Store, open_store
@@ -160,5 +161,5 @@ class Bridge:
             async with asyncio.timeout(2.0):
                 self.metrics.open_sessions.set(await self.store.sessions.count())
         except Exception as exc:  # a scrape must still answer when the store is down
-            log.warning("open sessions not counted: %r", exc)
+            log.warning("open sessions not counted: %s", brief(exc))
         return self.metrics.render()

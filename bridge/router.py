@@ -9,6 +9,7 @@ becomes the user's short apology and one precise log line; nothing here raises i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,10 +23,11 @@ from .commands import Commands
 from .config import AccessSettings, BridgeSettings, Route
 from .errors import BackendError, InputTooLong
 from .lanes import Lanes
+from .logs import brief
 from .metrics import Metrics
 from .session import key_for
 from .store import Store
-from .text import clean, split, utf16_len
+from .text import clean, clean_input, split, utf16_len
 from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Session
 
 log = logging.getLogger("bridge.router")
@@ -95,7 +97,11 @@ class Router:
         started = self._clock()
         platform = inbound.platform
         self._metrics.message(platform, "received")
-        if inbound.addressed is Addressed.NOT or not (inbound.text.strip() or inbound.unsupported):
+        inbound = await _cleaned(inbound)
+        if inbound.addressed is Addressed.NOT or not (
+            # A bare @mention asks what the bot does: it gets the help.
+            inbound.text.strip() or inbound.unsupported or inbound.addressed is Addressed.MENTION
+        ):
             self._metrics.message(platform, "ignored")
             return False
         job = _Job(
@@ -112,9 +118,11 @@ class Router:
         except BaseException as exc:
             job.accepted.set_exception(exc)
             job.accepted.exception()  # retrieved here; the lane only needs to know it failed
-            log.error("store failed to accept %s: %r", job.dedup_id, exc)
+            log.error("store failed to accept %s: %s", job.dedup_id, brief(exc))
             raise
         job.accepted.set_result(fresh)
+        if self._settings.log_message_text:
+            log.debug("text of %s: %r", job.dedup_id, inbound.text, extra=_context(job))
         if not fresh:
             self._metrics.message(platform, "duplicate")
             log.info("duplicate event %s dropped", job.dedup_id, extra=_context(job))
@@ -127,7 +135,7 @@ class Router:
             try:
                 inbound = Inbound.from_dict(payload)
             except (KeyError, TypeError, ValueError) as exc:
-                log.error("pending message unreadable, dropped: %r", exc)
+                log.error("pending message unreadable, dropped: %s", brief(exc))
                 continue
             job = _Job(
                 inbound,
@@ -223,7 +231,7 @@ class Router:
                 return
             except Exception as exc:  # a bug in a backend must not take the daemon down
                 log.exception("session %s backend %s: unexpected error", job.key, name)
-                self._failed(job, name, "internal", asked, repr(exc))
+                self._failed(job, name, "internal", asked, f"{type(exc).__name__} (a bug)")
                 await self._reply(job, self._settings.apology, kind="apology")
                 return
             answered = self._clock()
@@ -231,6 +239,8 @@ class Router:
         self._count_tokens(name, answer)
         if answer.state is not None:
             await self._store.sessions.put(job.key, name, _keep_generation(answer.state, session))
+        if self._settings.log_message_text:
+            log.debug("answer to %s: %r", job.dedup_id, answer.text, extra=_context(job, name))
         sent = await self._reply(job, clean(answer.text) or EMPTY_ANSWER, kind="answer")
         if sent:
             metrics.message(inbound.platform, "answered")
@@ -269,11 +279,11 @@ class Router:
         except Exception as exc:
             self._metrics.message(inbound.platform, "failed")
             log.error(
-                "session %s: reply not delivered to %s chat %s: %r",
+                "session %s: reply not delivered to %s chat %s: %s",
                 job.key,
                 inbound.platform,
                 inbound.chat_id,
-                exc,
+                brief(exc),
                 extra=_context(job),
             )
             return None
@@ -332,6 +342,23 @@ def _context(job: _Job, backend: str | None = None, took: float | None = None) -
         "backend": backend,
         "latency_ms": None if took is None else round(took * 1000, 1),
     }
+
+
+# Beyond this many characters the cleaning runs in a thread, off the event loop.
+_CLEAN_ON_LOOP = 65536
+
+
+async def _cleaned(inbound: Inbound) -> Inbound:
+    """The message with its text (and the sender's name) repaired, before anything sees it."""
+    text, name = inbound.text, inbound.sender_name
+    if len(text) > _CLEAN_ON_LOOP:
+        text = await asyncio.to_thread(clean_input, text)
+    else:
+        text = clean_input(text)
+    name = clean_input(name)
+    if text == inbound.text and name == inbound.sender_name:
+        return inbound
+    return dataclasses.replace(inbound, text=text, sender_name=name)
 
 
 def _keep_generation(state: Mapping[str, object], session: Session) -> dict[str, object]:

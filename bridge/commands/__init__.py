@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..backends import Backend
 from ..config import BridgeSettings
 from ..store import Store
-from ..types import Inbound
+from ..types import Addressed, Inbound
 from . import session
 
 
@@ -54,9 +54,12 @@ class Commands:
         }
 
     def parse(self, inbound: Inbound, key: str) -> Invocation | None:
-        """The invocation when the text is one of the bridge's commands; None otherwise (an
-        unknown `/word` goes to the backend like any other text)."""
+        """The invocation when the text is one of the bridge's commands (or a bare @mention,
+        which gets the help); None otherwise (an unknown `/word` goes to the backend like any
+        other text)."""
         text = inbound.text.strip()
+        if not text and inbound.addressed is Addressed.MENTION:
+            return Invocation(inbound, key, "help", "")  # a bare @mention: what can you do?
         name = command_of(text)
         if name is None or name not in self._table:
             return None

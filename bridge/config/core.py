@@ -37,6 +37,10 @@ class BridgeSettings(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     log_levels: dict[str, Literal["debug", "info", "warning", "error"]] = {}
+    log_message_text: bool = Field(
+        False,
+        description="log what users wrote and the answers, at debug level only (never above)",
+    )
 
     def store_path(self) -> str:
         if self.store.path:

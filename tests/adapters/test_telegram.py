@@ -56,6 +56,27 @@ async def test_group_mention_is_answered_as_a_reply_per_user(world: World):
     assert len(fake.sent) == 2  # the chatter without a mention got nothing
 
 
+async def test_a_bare_mention_gets_the_help(world: World):
+    fake = world.fake
+    asked = fake.group_message(TEAM, ALICE, "@bridge_bot")
+    await world.send(asked)
+    [answer] = await fake.wait_sent(1)
+    assert "/reset starts a fresh conversation" in answer["text"]
+    assert answer["reply_to"] == asked["message"]["message_id"]
+
+
+async def test_a_mention_with_a_lone_surrogate_is_answered_and_nothing_stalls(world: World):
+    # Half a surrogate pair (a client cut an emoji in two): PTB's parse_entity cannot encode it.
+    fake = world.fake
+    await world.send(fake.group_message(TEAM, ALICE, "@bridge_bot broken \ud83d emoji"))
+    await world.send(fake.dm(BOB, "next"))
+    answers = await fake.wait_sent(2)
+    assert sorted(m["text"] for m in answers) == [
+        "[wx:dm:tg.43] next",
+        "[wx:group:tg.-1001234567890:user:tg.42] broken \ufffd emoji",
+    ]
+
+
 async def test_reply_to_the_bot_is_answered(world: World):
     fake = world.fake
     await world.send(fake.group_message(TEAM, ALICE, "@bridge_bot first"))

@@ -69,8 +69,9 @@ async def test_fifty_messages_over_ten_sessions_keep_order(openai_fake, running)
 
 
 async def test_retried_503_succeeds(openai_fake, console, running):
+    # History kept by the bridge: the server keeps nothing, so resending is safe.
     openai_fake.fail_next(503, times=2)
-    await running(make_config(openai_config(openai_fake, "header")), console)
+    await running(make_config(openai_config(openai_fake, "bridge")), console)
     await console.say("still there?")
     assert await console.replies(1) == ["echo: still there?"]
     assert len(openai_fake.calls_to("/v1/chat/completions")) == 3
