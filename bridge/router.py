@@ -27,7 +27,7 @@ from .logs import brief
 from .metrics import Metrics
 from .session import key_for
 from .store import Store
-from .text import clean, clean_input, split, utf16_len
+from .text import clean_input, prepare_async, utf16_len
 from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Session
 
 log = logging.getLogger("bridge.router")
@@ -241,7 +241,7 @@ class Router:
             await self._store.sessions.put(job.key, name, _keep_generation(answer.state, session))
         if self._settings.log_message_text:
             log.debug("answer to %s: %r", job.dedup_id, answer.text, extra=_context(job, name))
-        sent = await self._reply(job, clean(answer.text) or EMPTY_ANSWER, kind="answer")
+        sent = await self._reply(job, answer.text, kind="answer")
         if sent:
             metrics.message(inbound.platform, "answered")
             metrics.bridge_added(inbound.platform, asked - job.started, sent - answered)
@@ -261,10 +261,14 @@ class Router:
         )
 
     async def _reply(self, job: _Job, text: str, *, kind: str) -> float | None:
-        """Split, send; the clock reading when the adapter accepted it, None if sending failed."""
+        """Clean, cap, split, send; the clock reading when the adapter accepted it, None if
+        sending failed."""
         inbound = job.inbound
         limits = self._outbox.limits(inbound.platform)
-        parts = split(text, limits.max_len, utf16_len if limits.utf16 else len)
+        measure = utf16_len if limits.utf16 else len
+        parts = await prepare_async(
+            text, limits.max_len, measure, self._settings.max_answer_chars
+        ) or [EMPTY_ANSWER]
         outbound = Outbound(
             platform=inbound.platform,
             chat_id=inbound.chat_id,

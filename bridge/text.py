@@ -4,11 +4,14 @@
 it. `clean` strips `<think>` blocks and characters no chat can show; `split` cuts a long answer into
 parts within a limit, at the gentlest boundary there is (paragraph, line, sentence, word, grapheme),
 closing and reopening a ``` fence that a cut falls inside. Limits are counted in code points or,
-for Telegram, in UTF-16 code units.
+for Telegram, in UTF-16 code units. `prepare` does all of it to an answer, first cutting one
+longer than `max_chars` (with a note saying so); `prepare_async` runs it off the event loop when
+the text is long.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 
@@ -145,3 +148,58 @@ def split(text: str, limit: int, measure: Measure = len) -> list[str]:
         opener = still_open
         rest = rest.lstrip("\n") if opener else rest.lstrip()
     return parts
+
+
+# ------------------------------------------------------------------------------------ preparing
+
+CUT_NOTE = "(The answer was cut here: it was longer than {limit:,} characters.)"
+# Shorter texts are prepared on the event loop (well under a millisecond); longer ones in a
+# thread, so that the loop keeps serving while a long answer is split (the splitting is Python
+# code that yields the GIL every few ms; each C step on the text is one linear pass).
+_PREPARE_ON_LOOP = 2000
+
+
+def cap(text: str, max_chars: int) -> tuple[str, bool]:
+    """`text` cut to at most `max_chars` characters at the gentlest boundary `split` would use
+    (a fence left open is closed), and whether it was cut."""
+    if len(text) <= max_chars:
+        return text, False
+    end = _window(text, max_chars - 4, len)  # room to close a fence
+    head = text[: _cut(text, end) if end else max_chars - 4].rstrip()
+    if _open_fence(head, None):
+        head += "\n```"
+    return head, True
+
+
+def prepare(text: str, limit: int, measure: Measure = len, max_chars: int = 20000) -> list[str]:
+    """An answer as the parts to post: `<think>` and unshowable characters removed, cut beyond
+    `max_chars` with `CUT_NOTE` at the end, split within `limit`. Empty when nothing is left.
+
+    Linear in the length: before anything else looks at every character, the text is cut to a
+    bound (twice the cap: cleaning only removes characters), so a 10 MB answer costs two passes
+    in C, not a split of 10 MB."""
+    text = strip_think(text)
+    cut = len(text) > 2 * max_chars + 1024
+    if cut:
+        text = text[: 2 * max_chars + 1024]
+    text = sanitize(text).strip()
+    text, capped = cap(text, max_chars)
+    if not text:
+        return []
+    parts = split(text, limit, measure)
+    if cut or capped:
+        note = CUT_NOTE.format(limit=max_chars)
+        if measure(parts[-1]) + measure(note) + 2 <= limit:
+            parts[-1] = f"{parts[-1]}\n\n{note}"
+        else:
+            parts.append(note)
+    return parts
+
+
+async def prepare_async(
+    text: str, limit: int, measure: Measure = len, max_chars: int = 20000
+) -> list[str]:
+    """`prepare`, in a worker thread when the text is long enough to hold up the event loop."""
+    if len(text) <= _PREPARE_ON_LOOP:
+        return prepare(text, limit, measure, max_chars)
+    return await asyncio.to_thread(prepare, text, limit, measure, max_chars)

@@ -26,6 +26,9 @@ class BridgeSettings(Strict):
     default_backend: str | None = None
     max_in_flight: int = Field(32, ge=1, description="backend calls at once; more wait in line")
     max_input_chars: int = Field(8000, ge=1)
+    max_answer_chars: int = Field(
+        20000, ge=100, description="longer answers are cut at a clean boundary, with a note"
+    )
     dedup_ttl: float = Field(172800.0, gt=0, description="seconds an event id is remembered")
     drain_timeout: float = Field(30.0, ge=0)
     breaker_threshold: int = Field(
