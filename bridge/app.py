@@ -114,9 +114,10 @@ class Bridge:
         if self.http is not None:
             self.http.watch()  # logs each adapter as it connects, and when it drops
 
-    async def stop(self) -> None:
-        drain = self.config.bridge.drain_timeout
-        await self.router.drain(drain)
+    async def stop(self, drain: float | None = None) -> None:
+        """Drain for `drain` seconds (default `bridge.drain_timeout`; 0 cuts the answers under
+        way: they stay pending), then stop the adapters, HTTP, backends and store."""
+        await self.router.drain(self.config.bridge.drain_timeout if drain is None else drain)
         for adapter in reversed(self._started):
             try:
                 await adapter.stop()

@@ -24,6 +24,11 @@ class ConfigError(BridgeError):
         self.message = message
 
 
+class StoreUnavailable(BridgeError):
+    """The store cannot be opened (an unwritable state directory, an unreachable Redis): the
+    text names the path or address and why, never a password."""
+
+
 class BackendError(BridgeError):
     """A backend could not produce an answer. `cause` is a short label for logs and metrics."""
 

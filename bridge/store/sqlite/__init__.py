@@ -7,12 +7,15 @@ aiosqlite's thread.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import aiosqlite
 
+from ...errors import StoreUnavailable
 from . import counters, journal, sessions
 
 
@@ -33,13 +36,20 @@ class SqliteStore:
 
     async def open(self) -> None:
         if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            # Tried first in plain sqlite3: aiosqlite, failing to connect, leaves its thread to
+            # report to an event loop that is gone by then ("Event loop is closed" at exit).
+            await asyncio.to_thread(_try_open, self._path)
         self._db = await aiosqlite.connect(self._path, isolation_level=None)  # autocommit
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a process crash; only a power loss can drop the last commits.
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        for schema in (journal.SCHEMA, sessions.SCHEMA, counters.SCHEMA):
-            await self._db.executescript(schema)
+        try:
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process crash; only a power loss can drop the last
+            # commits.
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            for schema in (journal.SCHEMA, sessions.SCHEMA, counters.SCHEMA):
+                await self._db.executescript(schema)
+        except sqlite3.Error as exc:  # a read-only file, a full disk, not a database
+            await self.close()
+            raise StoreUnavailable(f"cannot use the state file {self._path}: {exc}") from None
 
     async def close(self) -> None:
         if self._db is not None:
@@ -48,3 +58,16 @@ class SqliteStore:
 
     async def ping(self) -> None:
         await self.db.execute_fetchall("SELECT 1")
+
+
+def _try_open(path: str) -> None:
+    """Create the directory and open the file once, or raise `StoreUnavailable` naming it."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(path).close()
+    except OSError as exc:
+        raise StoreUnavailable(
+            f"cannot create the state directory {Path(path).parent}: {exc.strerror}"
+        ) from None
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot open the state file {path}: {exc}") from None
