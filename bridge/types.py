@@ -112,7 +112,9 @@ class Session:
 
     @property
     def wire_id(self) -> str:
-        """The session id to send to a server that keeps history by id: `key`, then `key#2`…"""
+        """The session id to send to a server that keeps history by id: `key`, then `key#2`…
+        Keys never hold `#` themselves (`bridge.session` escapes it): no other key can equal
+        this one."""
         return self.key if self.generation == 0 else f"{self.key}#{self.generation + 1}"
 
 

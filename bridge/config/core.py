@@ -2,26 +2,41 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ._base import Strict
+
+# `~/x` is the user's home, as in a shell (without this, a literal `./~` directory).
+Expanded = Annotated[str, AfterValidator(os.path.expanduser)]
+
+
+def _key_prefix(prefix: str) -> str:
+    if not prefix or any(c.isspace() or c in "{}" for c in prefix):
+        # `{…}` would make part of every key a Redis Cluster hash tag.
+        raise ValueError("must be non-empty, without spaces, { or }")
+    return prefix
 
 DEFAULT_APOLOGY = "Sorry, I couldn't get an answer just now. Please try again in a moment."
 
 
 class StoreConfig(Strict):
     type: Literal["sqlite", "redis"] = "sqlite"
-    path: str | None = None  # sqlite: default {state_dir}/botbridge.sqlite3; ":memory:" for tests
+    path: Expanded | None = None  # sqlite: default {state_dir}/botbridge.sqlite3; ":memory:"
     url: str = "redis://127.0.0.1:6379/0"
+    prefix: Annotated[str, AfterValidator(_key_prefix)] = Field(
+        "botbridge",
+        description="redis: the start of every key, so bots sharing a database never share state",
+    )
 
 
 class BridgeSettings(Strict):
     session_keys: Literal["qualified", "raw"] = "qualified"
-    state_dir: str = Field(default_factory=lambda: platformdirs.user_state_dir("botbridge"))
+    state_dir: Expanded = Field(default_factory=lambda: platformdirs.user_state_dir("botbridge"))
     store: StoreConfig = StoreConfig()
     default_backend: str | None = None
     max_in_flight: int = Field(32, ge=1, description="backend calls at once; more wait in line")

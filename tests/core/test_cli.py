@@ -150,3 +150,15 @@ async def test_a_reader_that_stops_early_ends_the_console_quietly(tmp_path, open
     assert code == 0
     assert err.decode() == ""  # no BrokenPipeError, no flood of "not delivered"
     assert len(openai_fake.calls) <= 3  # it stopped asking the backend
+
+
+async def test_a_config_saved_as_utf16_is_one_line_and_exit_2(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_bytes("backends:\n  e:\n    type: echo\n".encode("utf-16"))
+    for command in ("run", "check", "console"):
+        code, _, err = await botbridge(command, "-c", str(config))
+        assert code == 2, err
+        assert err.splitlines() == [
+            f"botbridge: config error: {config} is UTF-16 or binary, not UTF-8 text: "
+            "save it as UTF-8"
+        ]

@@ -98,3 +98,51 @@ async def test_hits_count_per_key_within_a_window(store):
     assert await store.counters.hit("tg.43", 60, 130.0) == 1  # another person's count
     assert await store.counters.hit("tg.42", 60, 179.9) == 4  # same window [120, 180)
     assert await store.counters.hit("tg.42", 60, 180.0) == 1  # a new window starts over
+
+
+async def test_two_bots_on_one_redis_database_never_share_state(openai_fake):
+    """Two bridges, each with its own `bridge.store.prefix`, see the same event id (one Slack
+    event delivered to two apps): each answers it, and a /reset in one leaves the other alone."""
+    from bridge.app import Bridge
+    from tests.conftest import RecordingConsole, make_config
+
+    prefixes = [f"bot-{name}-{uuid.uuid4().hex[:8]}" for name in ("a", "b")]
+    bridges, consoles = [], []
+    try:
+        for prefix in prefixes:
+            console = RecordingConsole(user="ann")
+            backend = {"type": "openai", "base_url": openai_fake.base_url, "session": "body"}
+            config = make_config({"backends": {"main": backend}, "bridge": {
+                "store": {"type": "redis", "url": REDIS_URL, "prefix": prefix}}})  # fmt: skip
+            bridge = Bridge(config, [console])
+            try:
+                await bridge.start()
+            except OSError as exc:
+                if os.environ.get("CI"):
+                    raise
+                pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+            bridges.append(bridge)
+            consoles.append(console)
+        a, b = consoles
+        await a.say("hello", event_id="ev-1")
+        await b.say("hello", event_id="ev-1")  # the same id: not a duplicate for the other bot
+        assert await a.replies(1) == ["echo: hello"] and await b.replies(1) == ["echo: hello"]
+        await a.say("/reset", event_id="ev-2")
+        await a.replies(2)
+        await a.say("again", event_id="ev-3")
+        await b.say("again", event_id="ev-3")
+        await a.replies(3)
+        await b.replies(2)
+        sessions = [c.json["session_id"] for c in openai_fake.calls]
+        assert sessions.count("wx:dm:cl.ann#2") == 1  # only bot a's session was reset
+        redis = bridges[0].store.redis  # type: ignore[attr-defined]
+        for prefix in prefixes:
+            assert await redis.keys(f"{prefix}:*")
+        assert not await redis.keys("botbridge:*seen*ev-1*")  # nothing under the default prefix
+    finally:
+        for bridge in bridges:
+            redis = bridge.store.redis  # type: ignore[attr-defined]
+            keys = await redis.keys(f"{bridge.config.bridge.store.prefix}:*")
+            if keys:
+                await redis.delete(*keys)
+            await bridge.stop()
