@@ -13,8 +13,8 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +34,7 @@ from telegram.request import HTTPXRequest
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import TelegramAdapter as TelegramConfig
+from bridge.indicator import Indicators
 from bridge.logs import brief
 from bridge.metrics import Metrics
 from bridge.types import Inbound, Limits, Outbound
@@ -73,6 +74,7 @@ class TelegramAdapter:
         )
         self._bot = self._app.bot
         self._sender = Sender(self._bot, config, metrics)
+        self._typing = Indicators(config.typing_interval)
         self._deliver: Deliver | None = None
         self._me: User | None = None
         self._offset = 0  # the first update id not yet accepted by the router
@@ -143,6 +145,7 @@ class TelegramAdapter:
             await asyncio.gather(self._supervisor, return_exceptions=True)
             self._supervisor = None
             await self._confirm_offset()
+        await self._typing.aclose()  # typing requests still in flight finish first
         await self._app.shutdown()  # closes both connections; a no-op if never initialized
 
     async def _confirm_offset(self) -> None:
@@ -318,28 +321,23 @@ class TelegramAdapter:
         except TelegramError as exc:
             raise TelegramFailure(f"sendMessage failed: {self._scrub(exc)}") from None
 
-    @asynccontextmanager
-    async def working(self, inbound: Inbound) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._typing(inbound), name="telegram-typing")
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
+        name = f"telegram-typing-{inbound.chat_id}"
+        return self._typing.showing(lambda: self._type(inbound), name)
 
-    async def _typing(self, inbound: Inbound) -> None:
-        """Show "typing…" now and refresh it (Telegram clears it after ~5 s) until cancelled."""
+    async def _type(self, inbound: Inbound) -> bool:
+        """Show "typing…" once (Telegram clears it after ~5 s or at our next message); False
+        when the chat refuses us, so the refreshes stop."""
         thread = int(inbound.thread_id) if inbound.thread_id else None
-        while True:
-            try:
-                await self._bot.send_chat_action(
-                    int(inbound.chat_id), ChatAction.TYPING, message_thread_id=thread
-                )
-            except Forbidden:
-                return
-            except TelegramError as exc:  # cosmetic: never worth more than a debug line
-                log.debug("telegram typing in %s failed: %s", inbound.chat_id, self._scrub(exc))
-            await asyncio.sleep(self._config.typing_interval)
+        try:
+            await self._bot.send_chat_action(
+                int(inbound.chat_id), ChatAction.TYPING, message_thread_id=thread
+            )
+        except Forbidden:
+            return False
+        except TelegramError as exc:  # cosmetic: never worth more than a debug line
+            log.debug("telegram typing in %s failed: %s", inbound.chat_id, self._scrub(exc))
+        return True
 
     def health(self) -> Health:
         if self._config.mode == "webhook":

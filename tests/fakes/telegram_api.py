@@ -8,7 +8,8 @@ It answers the way Telegram does where tests depend on it: a text over 4096 UTF-
 "description", "parameters"}`. Faults: `rate_limit_next` (429 retry_after), `reject_entities_next`
 (400 can't parse entities), `forbid_chat` (403, bot kicked), `fail_method` (any status, e.g.
 502), `conflict` (another poller), `stalled` (getUpdates never answers: a black-holed
-connection), plus FakeServer's `slow_next` / `drop_next` / `malformed_next`.
+connection), `hold`/`release` (a method's calls wait, in flight, until released), plus
+FakeServer's `slow_next` / `drop_next` / `malformed_next`.
 
 In-process: `fake.push(update)` queues an update (`dm()`, `group_message()`, `user()`,
 `group()` build them, with the entities Telegram would add); `fake.sent` is every message the
@@ -158,6 +159,7 @@ class FakeTelegram(FakeServer):
         self.stalled = False
         self.conflict = False
         self.forbidden: set[int] = set()
+        self._held: dict[str, asyncio.Event] = {}  # methods answered only once released
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
         self._arrived = asyncio.Condition()
@@ -272,6 +274,16 @@ class FakeTelegram(FakeServer):
     def forbid_chat(self, chat_id: int) -> None:
         self.forbidden.add(chat_id)
 
+    def hold(self, method: str) -> None:
+        """Receive calls of `method` but answer none until `release`: a request the test can
+        be sure is in flight."""
+        self._held.setdefault(method, asyncio.Event())
+
+    def release(self, method: str) -> None:
+        held = self._held.pop(method, None)
+        if held is not None:
+            held.set()
+
     # ------------------------------------------------------------------------- inspecting
 
     def api_calls(self, method: str | None = None) -> list[ApiCall]:
@@ -300,6 +312,8 @@ class FakeTelegram(FakeServer):
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             return web.json_response(ApiError(404, "Not Found").body(), status=404)
+        if (held := self._held.get(method)) is not None:
+            await held.wait()
         body = await request.read()  # already read (and cached) by the recording middleware
         call = Call(request.method, request.path, dict(request.query), dict(request.headers), body)
         params = params_of(call)
