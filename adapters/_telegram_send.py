@@ -65,8 +65,8 @@ class Sender:
         self._config = config
         self._metrics = metrics
         self._groups: dict[int, AsyncLimiter] = {}
-        # Telegram's bot-wide ceiling is about 30 messages a second.
-        self._overall = AsyncLimiter(30, 1)
+        # Telegram's bot-wide ceiling is about 30 messages a second (more for paid broadcasts).
+        self._overall = AsyncLimiter(config.messages_per_second, 1)
 
     async def send(self, outbound: Outbound) -> None:
         chat_id = int(outbound.chat_id)

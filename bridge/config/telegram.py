@@ -27,6 +27,9 @@ class TelegramAdapter(Strict):
     secret_token: SecretStr | None = None
     webhook_path: str = Field("/telegram/webhook", pattern=r"^/")
     group_messages_per_minute: int = Field(20, ge=1)
+    messages_per_second: int = Field(
+        30, ge=1, description="send pace over all chats (Telegram allows about 30 a second)"
+    )
     typing_interval: float = Field(4.0, gt=0, description="seconds between typing signals")
     send_retries: int = Field(4, ge=0, le=10, description="network retries of one message")
     retry_backoff: float = Field(0.5, ge=0, description="first backoff, doubled each retry")
