@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -21,18 +22,23 @@ class Clock:
         return self.now
 
 
+async def redis_or_skip(start: Callable[[], Awaitable[object]]) -> None:
+    """Start something that needs Redis, or skip the test where none answers (never in CI)."""
+    try:
+        await start()
+    except OSError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+
+
 @pytest.fixture(params=["sqlite", "redis"])
 async def store(request, tmp_path):
     if request.param == "sqlite":
         store = SqliteStore(str(tmp_path / "s.sqlite3"))
     else:
         store = RedisStore(REDIS_URL, prefix=f"test-{uuid.uuid4().hex}")
-        try:
-            await store.open()
-        except OSError as exc:
-            if os.environ.get("CI"):
-                raise
-            pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+        await redis_or_skip(store.open)
         await store.close()
     await store.open()
     yield store
@@ -115,12 +121,7 @@ async def test_two_bots_on_one_redis_database_never_share_state(openai_fake):
             config = make_config({"backends": {"main": backend}, "bridge": {
                 "store": {"type": "redis", "url": REDIS_URL, "prefix": prefix}}})  # fmt: skip
             bridge = Bridge(config, [console])
-            try:
-                await bridge.start()
-            except OSError as exc:
-                if os.environ.get("CI"):
-                    raise
-                pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+            await redis_or_skip(bridge.start)
             bridges.append(bridge)
             consoles.append(console)
         a, b = consoles
