@@ -65,8 +65,10 @@ class Sender:
         self._config = config
         self._metrics = metrics
         self._groups: dict[int, AsyncLimiter] = {}
-        # Telegram's bot-wide ceiling is about 30 messages a second (more for paid broadcasts).
-        self._overall = AsyncLimiter(config.messages_per_second, 1)
+        # Telegram's bot-wide ceiling is about 30 messages a second; 0 lifts it (a local Bot
+        # API server, paid broadcasts).
+        rate = config.max_sends_per_second
+        self._overall = AsyncLimiter(rate, 1) if rate else None
 
     async def send(self, outbound: Outbound) -> None:
         chat_id = int(outbound.chat_id)
@@ -152,7 +154,8 @@ class Sender:
                 rate = self._config.group_messages_per_minute
                 limiter = self._groups[chat_id] = AsyncLimiter(rate, 60)
             await limiter.acquire()
-        await self._overall.acquire()
+        if self._overall is not None:
+            await self._overall.acquire()
 
     def _forget_idle(self) -> None:
         for chat_id, limiter in list(self._groups.items()):

@@ -16,9 +16,9 @@ Expanded = Annotated[str, AfterValidator(os.path.expanduser)]
 
 
 def _key_prefix(prefix: str) -> str:
-    if not prefix or any(c.isspace() or c in "{}" for c in prefix):
-        # `{…}` would make part of every key a Redis Cluster hash tag.
-        raise ValueError("must be non-empty, without spaces, { or }")
+    # `:` joins the parts of a key; `{…}` would make part of every key a Redis Cluster hash tag.
+    if not prefix or any(c.isspace() or c in ":{}" for c in prefix):
+        raise ValueError("must be non-empty, without spaces, ':', '{' or '}'")
     return prefix
 
 DEFAULT_APOLOGY = "Sorry, I couldn't get an answer just now. Please try again in a moment."
@@ -30,7 +30,7 @@ class StoreConfig(Strict):
     url: str = "redis://127.0.0.1:6379/0"
     prefix: Annotated[str, AfterValidator(_key_prefix)] = Field(
         "botbridge",
-        description="redis: the start of every key, so bots sharing a database never share state",
+        description="redis: every key starts with this and ':' (bridges sharing one database)",
     )
 
 

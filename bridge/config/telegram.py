@@ -27,8 +27,11 @@ class TelegramAdapter(Strict):
     secret_token: SecretStr | None = None
     webhook_path: str = Field("/telegram/webhook", pattern=r"^/")
     group_messages_per_minute: int = Field(20, ge=1)
-    messages_per_second: int = Field(
-        30, ge=1, description="send pace over all chats (Telegram allows about 30 a second)"
+    max_sends_per_second: float = Field(
+        30.0,
+        ge=0,
+        description="bot-wide ceiling on messages sent per second (Telegram's is about 30; "
+        "paid broadcasts and a local Bot API server allow more); 0: no bot-wide limit",
     )
     typing_interval: float = Field(4.0, gt=0, description="seconds between typing signals")
     send_retries: int = Field(4, ge=0, le=10, description="network retries of one message")

@@ -40,7 +40,7 @@ async def bursts(running, tmp_path, *, faults: bool) -> dict[str, Any]:
         backend = {"type": "openai", "base_url": llm.base_url, "max_retries": 0}
         config = world_config(
             fake, "polling", backends={"main": backend},
-            typing_interval=4, retry_backoff=0.05, messages_per_second=1000,
+            typing_interval=4, retry_backoff=0.05, max_sends_per_second=0,
         )  # fmt: skip
         config = config.model_copy(update={"bridge": config.bridge.model_copy(update={
             "store": config.bridge.store.model_copy(update={"path": str(tmp_path / "s.db")})})})

@@ -209,7 +209,7 @@ def test_a_home_relative_state_dir_is_expanded(monkeypatch, tmp_path):
 
 def test_the_redis_key_prefix_is_checked():
     assert parse_config({"bridge": {"store": {"type": "redis"}}}).bridge.store.prefix == "botbridge"
-    for bad in ("two words", "{tag}", ""):
+    for bad in ("two words", "{tag}", "a:b", ""):
         assert error_of({"bridge": {"store": {"prefix": bad}}}) == (
-            "bridge.store.prefix: must be non-empty, without spaces, { or }"
+            "bridge.store.prefix: must be non-empty, without spaces, ':', '{' or '}'"
         )
