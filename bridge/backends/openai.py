@@ -58,7 +58,8 @@ class OpenAIBackend:
         )
         content, usage = _parse(_http.json_body(response))
         if content.startswith(_NANOBOT_FAILURE):
-            raise Unavailable(f"server reports its LLM failed: {content[:200]}")
+            # Its first line only: a provider's error text further down may quote the request.
+            raise Unavailable(f"server reports its LLM failed: {content.splitlines()[0][:120]}")
 
         state = None
         if cfg.session == "bridge":
