@@ -9,7 +9,6 @@ becomes the user's short apology and one precise log line; nothing here raises i
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +26,7 @@ from .logs import brief
 from .metrics import Metrics
 from .session import key_for
 from .store import Store
-from .text import clean_input, prepare_async, utf16_len
+from .text import cleaned, prepare_async, utf16_len
 from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Session
 
 log = logging.getLogger("bridge.router")
@@ -97,7 +96,7 @@ class Router:
         started = self._clock()
         platform = inbound.platform
         self._metrics.message(platform, "received")
-        inbound = await _cleaned(inbound)
+        inbound = await cleaned(inbound)
         if inbound.addressed is Addressed.NOT or not (
             # A bare @mention asks what the bot does: it gets the help.
             inbound.text.strip() or inbound.unsupported or inbound.addressed is Addressed.MENTION
@@ -346,23 +345,6 @@ def _context(job: _Job, backend: str | None = None, took: float | None = None) -
         "backend": backend,
         "latency_ms": None if took is None else round(took * 1000, 1),
     }
-
-
-# Beyond this many characters the cleaning runs in a thread, off the event loop.
-_CLEAN_ON_LOOP = 65536
-
-
-async def _cleaned(inbound: Inbound) -> Inbound:
-    """The message with its text (and the sender's name) repaired, before anything sees it."""
-    text, name = inbound.text, inbound.sender_name
-    if len(text) > _CLEAN_ON_LOOP:
-        text = await asyncio.to_thread(clean_input, text)
-    else:
-        text = clean_input(text)
-    name = clean_input(name)
-    if text == inbound.text and name == inbound.sender_name:
-        return inbound
-    return dataclasses.replace(inbound, text=text, sender_name=name)
 
 
 def _keep_generation(state: Mapping[str, object], session: Session) -> dict[str, object]:

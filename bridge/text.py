@@ -12,10 +12,13 @@ the text is long.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Callable
 
 import regex
+
+from .types import Inbound
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _THINK_OPEN = re.compile(r"^\s*<think>", re.IGNORECASE)
@@ -66,6 +69,24 @@ def clean_input(text: str) -> str:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", text)
+
+
+# Beyond this many characters an inbound text is cleaned in a thread, off the event loop.
+_CLEAN_ON_LOOP = 65536
+
+
+async def cleaned(inbound: Inbound) -> Inbound:
+    """The message with its text (and the sender's name) repaired by `clean_input`. A usual
+    message is cleaned at once, without yielding: arrival order is kept."""
+    text, name = inbound.text, inbound.sender_name
+    if len(text) > _CLEAN_ON_LOOP:
+        text = await asyncio.to_thread(clean_input, text)
+    else:
+        text = clean_input(text)
+    name = clean_input(name)
+    if text == inbound.text and name == inbound.sender_name:
+        return inbound
+    return dataclasses.replace(inbound, text=text, sender_name=name)
 
 
 # ------------------------------------------------------------------------------------ splitting
