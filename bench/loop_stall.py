@@ -20,27 +20,41 @@ from bridge.text import clean, prepare, prepare_async, split, utf16_len
 PARAGRAPH = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 12 + "\n\n"
 
 
-async def stall(work: Callable[[], Awaitable[object]]) -> tuple[float, float]:
-    """(longest gap between ticks, time the work took), in seconds."""
-    gaps: list[float] = []
-    done = asyncio.Event()
+class LoopWatch:
+    """`async with LoopWatch() as watch: …` then `watch.longest`: the longest the event loop was
+    held meanwhile, in seconds, seen by a task that ticks every millisecond."""
 
-    async def tick() -> None:
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._done = asyncio.Event()
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
         last = time.perf_counter()
-        while not done.is_set():
+        while not self._done.is_set():
             await asyncio.sleep(0.001)
             now = time.perf_counter()
-            gaps.append(now - last)
+            self.longest = max(self.longest, now - last)
             last = now
 
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0.01)
-    started = time.perf_counter()
-    await work()
-    took = time.perf_counter() - started
-    done.set()
-    await ticker
-    return max(gaps), took
+    async def __aenter__(self) -> LoopWatch:
+        self._ticker = asyncio.create_task(self._tick())
+        await asyncio.sleep(0.01)  # ticking before the work starts
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._done.set()
+        assert self._ticker is not None
+        await self._ticker
+
+
+async def stall(work: Callable[[], Awaitable[object]]) -> tuple[float, float]:
+    """(longest stall, time the work took), in seconds."""
+    async with LoopWatch() as watch:
+        started = time.perf_counter()
+        await work()
+        took = time.perf_counter() - started
+    return watch.longest, took
 
 
 def ways(text: str) -> dict[str, Callable[[], Awaitable[object]]]:

@@ -261,31 +261,21 @@ async def test_a_photo_gets_a_short_reply_saying_why(world: World):
 async def test_a_ten_megabyte_answer_arrives_as_a_few_messages_and_the_loop_keeps_going(
     fake, running
 ):
+    from bench.loop_stall import LoopWatch
     from bridge.text import CUT_NOTE
     from tests.core.test_text import TEN_MB
     from tests.fakes.openai_api import FakeOpenAI
 
-    gaps: list[float] = []
-    stop = asyncio.Event()
-
-    async def tick() -> None:  # the longest gap between ticks is the longest the loop was held
-        last = asyncio.get_running_loop().time()
-        while not stop.is_set():
-            await asyncio.sleep(0.001)
-            now = asyncio.get_running_loop().time()
-            gaps.append(now - last)
-            last = now
-
     async with FakeOpenAI(reply=lambda body, headers: TEN_MB) as llm:
         backend = {"type": "openai", "base_url": llm.base_url, "max_retries": 0}
         world = await start_world(running, fake, "polling", backends={"main": backend})
-        ticker = asyncio.create_task(tick())
-        await world.send(fake.dm(ALICE, "write me a novel"))
-        await fake.wait_for(lambda calls: fake.texts() and CUT_NOTE[:20] in fake.texts()[-1], 30)
-        stop.set()
-        await ticker
+        async with LoopWatch() as watch:
+            await world.send(fake.dm(ALICE, "write me a novel"))
+            await fake.wait_for(
+                lambda calls: fake.texts() and CUT_NOTE[:20] in fake.texts()[-1], 30
+            )
     texts = fake.texts()
     assert 5 <= len(texts) <= 7  # 20,000 characters in 4,096-unit messages, not 2,444 of them
     assert texts[-1].endswith(CUT_NOTE.format(limit=20000))
     # The fake LLM and Bot API share this loop (encoding 10 MB of JSON is one step); generous.
-    assert max(gaps) < 0.25, f"the loop stalled for {max(gaps) * 1000:.0f} ms"
+    assert watch.longest < 0.25, f"the loop stalled for {watch.longest * 1000:.0f} ms"

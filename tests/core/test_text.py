@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 
 import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.loop_stall import LoopWatch
 from bridge.text import CUT_NOTE, cap, clean, prepare, prepare_async, split, strip_think, utf16_len
 
 FENCE = re.compile(r"^[ \t]{0,3}```", re.MULTILINE)
@@ -141,25 +140,10 @@ def test_a_cut_inside_code_closes_its_fence_and_short_answers_are_untouched():
 
 
 async def test_preparing_ten_megabytes_never_stalls_the_loop():
-    """A task ticking every millisecond: the longest gap between its ticks is the longest the
-    loop was held. Splitting 10 MB on the loop held it for ~20 s; now each step is bounded."""
-    gaps: list[float] = []
-    stop = asyncio.Event()
-
-    async def tick() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0.01)
-    parts = await prepare_async(TEN_MB + "```\nopen fence", 4096, utf16_len, 20000)
-    stop.set()
-    await ticker
+    """Splitting 10 MB on the loop held it for ~20 s; now each step is bounded."""
+    async with LoopWatch() as watch:
+        parts = await prepare_async(TEN_MB + "```\nopen fence", 4096, utf16_len, 20000)
     assert parts[-1].endswith(NOTE) and len(parts) <= 6
     # Generous: measured ~10 ms here (the longest single pass in C over 10 MB); the machine is
     # shared, so only a stall far beyond that fails.
-    assert max(gaps) < 0.15, f"the loop stalled for {max(gaps) * 1000:.0f} ms"
+    assert watch.longest < 0.15, f"the loop stalled for {watch.longest * 1000:.0f} ms"
