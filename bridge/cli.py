@@ -41,11 +41,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(config))
         if args.command == "check":
             return asyncio.run(_check(config, offline=args.offline))
-        return asyncio.run(_console(config, user=args.user, group=args.group))
+        code = asyncio.run(_console(config, user=args.user, group=args.group))
+        if code == 130:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # see _console
+        return code
     except ConfigError as exc:
         print(f"botbridge: config error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # leaving: another Ctrl-C changes nothing
         return 130
 
 
@@ -211,11 +215,13 @@ async def _console(config: Config | None, *, user: str, group: str | None) -> in
         else:
             await bridge.stop()
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
         if interrupted.is_set():
             # Leaving already, within a bound: one more Ctrl-C must not turn the exit into a
-            # KeyboardInterrupt traceback in some teardown step.
+            # KeyboardInterrupt in some teardown step. (The loop's handler stays until the loop
+            # closes; `main` ignores SIGINT from there on.)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            loop.remove_signal_handler(signal.SIGINT)
     return 130 if interrupted.is_set() else 0
 
 
