@@ -77,12 +77,6 @@ def _body(message: Message) -> tuple[str, tuple[MessageEntity, ...]]:
     return message.caption or "", message.caption_entities
 
 
-def _entity_text(message: Message, entity: MessageEntity) -> str:
-    if message.text is not None:
-        return message.parse_entity(entity)
-    return message.parse_caption_entity(entity)
-
-
 def addressing(message: Message, me: User) -> tuple[Addressed, str]:
     """How a group message reaches the bot, and its text with the bot's mention removed."""
     text, entities = _body(message)
@@ -91,7 +85,7 @@ def addressing(message: Message, me: User) -> tuple[Addressed, str]:
     how = Addressed.NOT
     for entity in entities:
         if entity.type == MessageEntity.MENTION:
-            if _entity_text(message, entity)[1:].lower() == username:
+            if entity_text(text, entity)[1:].lower() == username:
                 cut.append(entity)
                 how = Addressed.MENTION
         elif entity.type == MessageEntity.TEXT_MENTION:
@@ -100,7 +94,7 @@ def addressing(message: Message, me: User) -> tuple[Addressed, str]:
                 how = Addressed.MENTION
     command = _leading_command(entities)
     if command is not None:
-        _, _, target = _entity_text(message, command).partition("@")
+        _, _, target = entity_text(text, command).partition("@")
         if target and target.lower() != username:
             return Addressed.NOT, text  # /cmd@otherbot: for another bot
         if target:
@@ -187,6 +181,12 @@ def picture_of(message: Message) -> Picture | None:
             document.file_id, document.file_size, document.mime_type, document.file_name or ""
         )
     return None
+
+
+def entity_text(text: str, entity: MessageEntity) -> str:
+    """The text an entity covers. Not PTB's `parse_entity`: it encodes strictly to UTF-16 and
+    fails on a lone surrogate, which a client can send (the router repairs it later)."""
+    return text[_index(text, entity.offset) : _index(text, entity.offset + entity.length)]
 
 
 def _index(text: str, utf16_offset: int) -> int:

@@ -33,6 +33,7 @@ class AiohttpRequest(BaseRequest):
         self._read_timeout = read_timeout
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
+        self.in_flight = 0  # requests under way (tests read it: 0 once everything has ended)
 
     @property
     def read_timeout(self) -> float | None:
@@ -70,6 +71,7 @@ class AiohttpRequest(BaseRequest):
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
+        self.in_flight += 1
         try:
             async with session.request(
                 method, url, data=_body(request_data), timeout=timeout
@@ -79,6 +81,8 @@ class AiohttpRequest(BaseRequest):
             raise TimedOut from err
         except aiohttp.ClientError as err:
             raise NetworkError(f"aiohttp.{type(err).__name__}: {err}") from err
+        finally:
+            self.in_flight -= 1
 
 
 def _body(request_data: RequestData | None) -> Any:

@@ -33,8 +33,10 @@ def render(markdown: str) -> list[tuple[str, tuple[MessageEntity, ...]]]:
     (headings gain an emoji, so the converted text can be longer than the Markdown)."""
     try:
         text, entities = telegramify_markdown.convert(markdown)
-    except Exception:  # a converter bug must not cost the user the answer
-        log.warning("markdown conversion failed; sending plain text", exc_info=True)
+    except Exception as exc:  # a converter bug must not cost the user the answer
+        # The traceback only at debug: a parser's error text may quote the answer.
+        log.warning("markdown conversion failed (%s); sending plain text", type(exc).__name__)
+        log.debug("markdown conversion failure", exc_info=True)
         return [(markdown, ())]
     if not text.strip():
         return [(markdown, ())]
@@ -188,28 +190,30 @@ class Sender:
         self._metrics.send_retries.labels("telegram", reason).inc()
         log.warning("telegram send to chat %s: %s", chat_id, detail)
 
-    async def _wait_turn(self, chat_id: int) -> None:
-        if chat_id < 0:  # groups have ids below zero; private chats only share the bot's ceiling
+    def _limiters(self, chat_id: int) -> list[AsyncLimiter]:
+        """The limits a send to `chat_id` waits for: its group's (groups have ids below zero;
+        private chats only share the bot's ceiling), then the bot-wide one if set."""
+        limiters = []
+        if chat_id < 0:
             limiter = self._groups.get(chat_id)
             if limiter is None:
                 if len(self._groups) >= _MAX_LIMITERS:
                     self._forget_idle()
                 rate = self._config.group_messages_per_minute
                 limiter = self._groups[chat_id] = AsyncLimiter(rate, 60)
-            await limiter.acquire()
+            limiters.append(limiter)
         if self._overall is not None:
-            await self._overall.acquire()
+            limiters.append(self._overall)
+        return limiters
+
+    async def _wait_turn(self, chat_id: int) -> None:
+        for limiter in self._limiters(chat_id):
+            await limiter.acquire()
 
     async def try_turn(self, chat_id: int) -> float:
         """Take a send slot now if one is free (0.0), else how long to wait: for updates of a
         growing message, which are skipped rather than queued."""
-        limiters = [self._overall]
-        if chat_id < 0:
-            limiter = self._groups.get(chat_id)
-            if limiter is None:
-                rate = self._config.group_messages_per_minute
-                limiter = self._groups[chat_id] = AsyncLimiter(rate, 60)
-            limiters.insert(0, limiter)
+        limiters = self._limiters(chat_id)
         for limiter in limiters:
             if not limiter.has_capacity():
                 return limiter.time_period / limiter.max_rate

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 import discord
@@ -20,6 +20,8 @@ import discord
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import DiscordAdapter as DiscordConfig
 from bridge.errors import ConfigError, PictureUnavailable
+from bridge.indicator import Indicators
+from bridge.logs import brief
 from bridge.metrics import Metrics
 from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound, Picture
 
@@ -53,6 +55,7 @@ class DiscordAdapter:
         self._down_since: float | None = None
         self._failure: str | None = None  # why the client stopped, when it did on its own
         self._forbidden: set[str] = set()  # channels already logged as refusing our posts
+        self._typing = Indicators(TYPING_EVERY)
 
     def routes(self) -> Sequence[HttpRoute]:
         return ()
@@ -114,6 +117,7 @@ class DiscordAdapter:
 
     async def stop(self) -> None:
         client, task = self._client, self._task
+        await self._typing.aclose()  # typing requests still in flight finish first
         if client is not None:
             await client.close()
         if task is not None:
@@ -180,10 +184,10 @@ class DiscordAdapter:
         except Exception as exc:
             # The router logged the cause; this says which message was lost.
             log.error(
-                "discord: message %s in channel %s not accepted: %r",
+                "discord: message %s in channel %s not accepted: %s",
                 inbound.event_id,
                 inbound.chat_id,
-                exc,
+                brief(exc),
             )
         if inbound.addressed is Addressed.NOT:
             log.debug("discord: message %s not addressed to the bot", inbound.event_id)
@@ -260,27 +264,20 @@ class DiscordAdapter:
         )
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
-        return self._typing(inbound.chat_id)
+        channel = self._require_client().get_partial_messageable(int(inbound.chat_id))
+        return self._typing.showing(
+            lambda: self._type(channel, inbound.chat_id), f"discord-typing-{inbound.chat_id}"
+        )
 
-    @asynccontextmanager
-    async def _typing(self, chat_id: str) -> AsyncIterator[None]:
-        channel = self._require_client().get_partial_messageable(int(chat_id))
-
-        async def keep_typing() -> None:
-            while True:
-                try:
-                    await channel.typing()  # one signal; the context-manager form owns no task
-                except discord.HTTPException as exc:
-                    log.debug("discord: typing in %s failed: %s", chat_id, exc.status)
-                    return  # cosmetic: never worth failing or retrying an answer for
-                await asyncio.sleep(TYPING_EVERY)
-
-        typer = asyncio.create_task(keep_typing(), name=f"discord-typing-{chat_id}")
+    async def _type(self, channel: discord.PartialMessageable, chat_id: str) -> bool:
+        """One typing signal (the context-manager form would own a task of its own); False on
+        any refusal: cosmetic, never worth failing or retrying an answer for."""
         try:
-            yield
-        finally:
-            typer.cancel()
-            await asyncio.gather(typer, return_exceptions=True)
+            await channel.typing()
+        except discord.HTTPException as exc:
+            log.debug("discord: typing in %s failed: %s", chat_id, exc.status)
+            return False
+        return True
 
     def _require_client(self) -> BridgeClient:
         if self._client is None:

@@ -31,6 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import SlackAdapter as SlackConfig
 from bridge.errors import PictureUnavailable
+from bridge.logs import brief
 from bridge.metrics import Metrics
 from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound, Picture
 
@@ -130,7 +131,7 @@ class SlackAdapter:
             try:
                 await socket.close_async()
             except Exception as exc:
-                log.warning("slack: socket mode did not close cleanly: %r", exc)
+                log.warning("slack: socket mode did not close cleanly: %s", brief(exc))
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -246,7 +247,7 @@ class SlackAdapter:
             )
             return False
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("slack %s failed: %r", method, exc)
+            log.warning("slack %s failed: %s", method, brief(exc))
             return False
         return True
 

@@ -13,8 +13,8 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +33,8 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import TelegramAdapter as TelegramConfig
+from bridge.indicator import Indicators
+from bridge.logs import brief
 from bridge.metrics import Metrics
 from bridge.types import ChatKind, Inbound, Limits, Outbound, Picture
 
@@ -76,6 +78,7 @@ class TelegramAdapter:
         )
         self._bot = self._app.bot
         self._sender = Sender(self._bot, config, metrics)
+        self._typing = Indicators(config.typing_interval)
         self._deliver: Deliver | None = None
         self._me: User | None = None
         self._offset = 0  # the first update id not yet accepted by the router
@@ -151,6 +154,7 @@ class TelegramAdapter:
             await asyncio.gather(self._supervisor, return_exceptions=True)
             self._supervisor = None
             await self._confirm_offset()
+        await self._typing.aclose()  # typing requests still in flight finish first
         await self._app.shutdown()  # closes both connections; a no-op if never initialized
         await self._close_requests()
 
@@ -214,7 +218,7 @@ class TelegramAdapter:
             await self._poll_request.shutdown()
             await self._poll_request.initialize()
         except Exception as exc:
-            log.warning("telegram: resetting the polling connection failed: %r", exc)
+            log.warning("telegram: resetting the polling connection failed: %s", brief(exc))
 
     async def _poll(self) -> None:
         failures = 0
@@ -292,7 +296,7 @@ class TelegramAdapter:
         elif isinstance(exc, TelegramError):
             detail = f"getUpdates failed: {self._scrub(exc)}"
         else:  # the router could not accept an update: fetch it again later, lose nothing
-            detail = f"update not accepted, will be fetched again: {self._scrub(exc)!r}"
+            detail = f"update not accepted, will be fetched again: {self._scrub(brief(exc))}"
         self._problem = detail
         level = logging.WARNING if failures == 1 else logging.DEBUG
         if isinstance(exc, Conflict | InvalidToken) or not isinstance(exc, TelegramError):
@@ -319,8 +323,8 @@ class TelegramAdapter:
             return web.Response(status=503, text="not started")  # Telegram retries later
         try:
             update = Update.de_json(await request.json(), self._bot)
-        except Exception as exc:
-            log.warning("telegram webhook: unreadable update refused: %r", exc)
+        except Exception as exc:  # its text may quote the update: the type says enough
+            log.warning("telegram webhook: unreadable update refused (%s)", type(exc).__name__)
             return web.Response(status=400, text="not a Telegram update")
         try:
             # The router only records the message before returning: this stays fast, and a
@@ -336,7 +340,16 @@ class TelegramAdapter:
     async def _dispatch(self, update: Update) -> None:
         assert self._me is not None
         deliver = self._deliver
-        inbound = to_inbound(update, self._me)
+        try:
+            inbound = to_inbound(update, self._me)
+        except Exception as exc:
+            # A bug in reading one odd update must not block every later one: it would be
+            # fetched again for ever. Skipped, and said once.
+            log.error(
+                "telegram update %s unreadable, skipped (%s)", update.update_id, brief(exc),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )  # fmt: skip
+            return
         if inbound is None or deliver is None:
             log.debug("telegram update %s needs no answer", update.update_id)
             return
@@ -368,28 +381,23 @@ class TelegramAdapter:
     def _refuse_drafts(self) -> None:
         self._drafts_refused = True
 
-    @asynccontextmanager
-    async def working(self, inbound: Inbound) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._typing(inbound), name="telegram-typing")
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
+        name = f"telegram-typing-{inbound.chat_id}"
+        return self._typing.showing(lambda: self._type(inbound), name)
 
-    async def _typing(self, inbound: Inbound) -> None:
-        """Show "typing…" now and refresh it (Telegram clears it after ~5 s) until cancelled."""
+    async def _type(self, inbound: Inbound) -> bool:
+        """Show "typing…" once (Telegram clears it after ~5 s or at our next message); False
+        when the chat refuses us, so the refreshes stop."""
         thread = int(inbound.thread_id) if inbound.thread_id else None
-        while True:
-            try:
-                await self._bot.send_chat_action(
-                    int(inbound.chat_id), ChatAction.TYPING, message_thread_id=thread
-                )
-            except Forbidden:
-                return
-            except TelegramError as exc:  # cosmetic: never worth more than a debug line
-                log.debug("telegram typing in %s failed: %s", inbound.chat_id, self._scrub(exc))
-            await asyncio.sleep(self._config.typing_interval)
+        try:
+            await self._bot.send_chat_action(
+                int(inbound.chat_id), ChatAction.TYPING, message_thread_id=thread
+            )
+        except Forbidden:
+            return False
+        except TelegramError as exc:  # cosmetic: never worth more than a debug line
+            log.debug("telegram typing in %s failed: %s", inbound.chat_id, self._scrub(exc))
+        return True
 
     async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
         return await download(self._bot, picture, max_bytes, self._scrub)

@@ -20,6 +20,7 @@ from .commands import Commands, Load, Operators, StatusSources
 from .config import Config
 from .forget import Forgetter
 from .http import HttpServer
+from .logs import brief
 from .metrics import Metrics
 from .people import People
 from .profiles import Profiles
@@ -155,9 +156,10 @@ class Bridge:
         if self.http is not None:
             self.http.watch()  # logs each adapter as it connects, and when it drops
 
-    async def stop(self) -> None:
-        drain = self.config.bridge.drain_timeout
-        await self.router.drain(drain)
+    async def stop(self, drain: float | None = None) -> None:
+        """Drain for `drain` seconds (default `bridge.drain_timeout`; 0 cuts the answers under
+        way: they stay pending), then stop the adapters, HTTP, backends and store."""
+        await self.router.drain(self.config.bridge.drain_timeout if drain is None else drain)
         for adapter in reversed(self._started):
             try:
                 await adapter.stop()
@@ -209,5 +211,5 @@ class Bridge:
             async with asyncio.timeout(2.0):
                 self.metrics.open_sessions.set(await self.store.sessions.count())
         except Exception as exc:  # a scrape must still answer when the store is down
-            log.warning("open sessions not counted: %r", exc)
+            log.warning("open sessions not counted: %s", brief(exc))
         return self.metrics.render()

@@ -18,11 +18,11 @@ from .types import Answer, Question, Session
 
 log = logging.getLogger("bridge.breaker")
 
-# Causes that say the backend itself is unwell. A refused request (400) or a message too long
-# says nothing about the backend's health.
-TRIPPING_CAUSES = frozenset(
-    {"timeout", "unavailable", "rate_limited", "bad_response", "auth", "internal"}
-)
+# Causes that say the backend itself is unwell: no answer in time, 5xx or a refused or cut
+# connection, 429 beyond the retries, an answer we cannot read, refused credentials. A request
+# it refused (400), a message too long, a request we could not build (`unsendable`) or a bug of
+# ours says nothing about its health: one user's odd message must never shut out everyone.
+TRIPPING_CAUSES = frozenset({"timeout", "unavailable", "rate_limited", "bad_response", "auth"})
 
 
 class CircuitBreaker:
@@ -134,10 +134,10 @@ class GuardedBackend:
                 self.breaker.failed()
             else:
                 self.breaker.released()
-        elif isinstance(exc, Exception):
-            self.breaker.failed()  # a bug in the backend: the router logs it
         else:
-            self.breaker.released()  # cancelled (shutdown, or a stream its reader gave up on)
+            # A bug of ours (the router logs it) or a cancel (shutdown, or a stream its reader gave
+            # up on): no verdict on the backend's health.
+            self.breaker.released()
 
     async def probe(self) -> str:
         return await self.backend.probe()

@@ -6,21 +6,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from . import __version__
 from .adapter import Adapter
 from .app import Bridge
 from .backends import build_backend
 from .config import Config, embedded_default, load_config, secret_values
-from .errors import ConfigError
-from .logs import Redactor, setup_logging
+from .errors import ConfigError, StoreUnavailable
+from .logs import Redactor, brief, setup_logging
 
 log = logging.getLogger("bridge")
 
 PROBE_TIMEOUT = 20.0
+CONSOLE_STOP = 1.5  # seconds: Ctrl-C must end the console promptly, whatever hangs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,11 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check(config, offline=args.offline))
         if args.command in ("forget", "sessions"):
             return asyncio.run(_operator(args, config))
-        return asyncio.run(_console(config, user=args.user, group=args.group))
+        code = asyncio.run(_console(config, user=args.user, group=args.group))
+        if code == 130:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # see _console
+        return code
     except ConfigError as exc:
         print(f"botbridge: config error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # leaving: another Ctrl-C changes nothing
         return 130
 
 
@@ -107,11 +114,7 @@ async def _run(config: Config | None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await bridge.start()
-    except Exception as exc:  # a port in use, an unreachable store: say it in one line
-        log.error("botbridge could not start: %s: %s", type(exc).__name__, exc)
-        await bridge.stop()
+    if not await _start(bridge):
         return 1
     _summary(config, bridge)
     await stop.wait()
@@ -119,6 +122,21 @@ async def _run(config: Config | None) -> int:
     await bridge.stop()
     log.info("stopped")
     return 0
+
+
+async def _start(bridge: Bridge) -> bool:
+    """Start, or say in one line why not (a port in use, an unwritable state directory, an
+    unreachable store) and release what did start."""
+    try:
+        await bridge.start()
+    except StoreUnavailable as exc:
+        log.error("botbridge could not start: %s (bridge.state_dir, bridge.store)", exc)
+    except Exception as exc:
+        log.error("botbridge could not start: %s", brief(exc))
+    else:
+        return True
+    await bridge.stop(drain=0)
+    return False
 
 
 def _summary(config: Config, bridge: Bridge) -> None:
@@ -203,6 +221,8 @@ async def _operator(args: argparse.Namespace, config: Config | None) -> int:
 
 
 async def _console(config: Config | None, *, user: str, group: str | None) -> int:
+    """Until stdin ends (then every answer is printed: exit 0), stdout is closed by its reader
+    (`| head -1`: stop quietly, exit 0) or Ctrl-C (stop at once, keep what is pending: 130)."""
     from adapters.console import ConsoleAdapter
 
     config = config or embedded_default()
@@ -210,10 +230,58 @@ async def _console(config: Config | None, *, user: str, group: str | None) -> in
     _logging(config, level="warning")
     console = ConsoleAdapter(user=user, group=group)
     bridge = Bridge(config, [console], serve_http=False)
-    await bridge.start()
+    console.pace = bridge.router.idle  # one line at a time: nothing piles up unanswered
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, interrupted.set)  # a second Ctrl-C: the same
     try:
-        await console.finished.wait()
-        await bridge.router.idle()
+        if not await _start(bridge):
+            return 1
+        await _first(interrupted.wait(), _answered(console, bridge))
+        if interrupted.is_set():  # cut the answer under way: it stays pending
+            await _stop_within(bridge, CONSOLE_STOP, drain=0)
+        elif console.output_closed:  # let the answer that found no reader complete
+            await _stop_within(bridge, CONSOLE_STOP, drain=CONSOLE_STOP / 2)
+        else:
+            await bridge.stop()
     finally:
-        await bridge.stop()
-    return 0
+        if interrupted.is_set():
+            # Leaving already, within a bound: one more Ctrl-C must not turn the exit into a
+            # KeyboardInterrupt in some teardown step. (The loop's handler stays until the loop
+            # closes; `main` ignores SIGINT from there on.)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            loop.remove_signal_handler(signal.SIGINT)
+    return 130 if interrupted.is_set() else 0
+
+
+async def _answered(console, bridge: Bridge) -> None:
+    await console.finished.wait()
+    if not console.output_closed:
+        await bridge.router.idle()
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _stop_within(bridge: Bridge, seconds: float, *, drain: float) -> None:
+    """Stop within `seconds`, draining for `drain` (what is cut stays pending). The store is
+    closed whatever happens: its thread would keep the process alive."""
+    try:
+        async with asyncio.timeout(seconds):
+            await bridge.stop(drain=drain)
+    except TimeoutError:
+        log.warning("did not stop cleanly within %gs; leaving now", seconds)
+        try:
+            async with asyncio.timeout(0.5):
+                await bridge.store.close()
+        except TimeoutError:
+            sys.stderr.flush()
+            os._exit(130)  # the store's thread is stuck: nothing else can end the process

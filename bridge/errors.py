@@ -24,6 +24,11 @@ class ConfigError(BridgeError):
         self.message = message
 
 
+class StoreUnavailable(BridgeError):
+    """The store cannot be opened (an unwritable state directory, an unreachable Redis): the
+    text names the path or address and why, never a password."""
+
+
 class BackendError(BridgeError):
     """A backend could not produce an answer. `cause` is a short label for logs and metrics."""
 
@@ -79,6 +84,13 @@ class AuthFailed(BackendError):
     """The credentials were refused (401/403)."""
 
     cause = "auth"
+
+
+class Unsendable(BackendError):
+    """The bridge could not build or send the request (a body that does not encode, a URL the
+    client refuses): our fault, never a sign of the backend's health."""
+
+    cause = "unsendable"
 
 
 class InputTooLong(BackendError):

@@ -23,6 +23,7 @@ from .commands import Commands
 from .config import AccessSettings, BridgeSettings
 from .errors import BackendError, InputTooLong, PictureError, PictureUnavailable
 from .lanes import Lanes
+from .logs import brief
 from .metrics import Metrics
 from .pictures import PictureSource
 from .profiles import Profile, Profiles
@@ -31,7 +32,7 @@ from .retention import touch
 from .session import key_for
 from .store import Store
 from .streaming import Live, StreamedReply
-from .text import clean, split, utf16_len
+from .text import cleaned, prepare_async, utf16_len
 from .types import (
     Addressed,
     Answer,
@@ -115,7 +116,11 @@ class Router:
         started = self._clock()
         platform = inbound.platform
         self._metrics.message(platform, "received")
-        if inbound.addressed is Addressed.NOT or not (inbound.text.strip() or inbound.unsupported):
+        inbound = await cleaned(inbound)
+        if inbound.addressed is Addressed.NOT or not (
+            # A bare @mention asks what the bot does: it gets the help.
+            inbound.text.strip() or inbound.unsupported or inbound.addressed is Addressed.MENTION
+        ):
             self._metrics.message(platform, "ignored")
             return False
         job = _Job(
@@ -132,9 +137,11 @@ class Router:
         except BaseException as exc:
             job.accepted.set_exception(exc)
             job.accepted.exception()  # retrieved here; the lane only needs to know it failed
-            log.error("store failed to accept %s: %r", job.dedup_id, exc)
+            log.error("store failed to accept %s: %s", job.dedup_id, brief(exc))
             raise
         job.accepted.set_result(fresh)
+        if self._settings.log_message_text:
+            log.debug("text of %s: %r", job.dedup_id, inbound.text, extra=_context(job))
         if not fresh:
             self._metrics.message(platform, "duplicate")
             log.info("duplicate event %s dropped", job.dedup_id, extra=_context(job))
@@ -147,7 +154,7 @@ class Router:
             try:
                 inbound = Inbound.from_dict(payload)
             except (KeyError, TypeError, ValueError) as exc:
-                log.error("pending message unreadable, dropped: %r", exc)
+                log.error("pending message unreadable, dropped: %s", brief(exc))
                 continue
             job = _Job(
                 inbound,
@@ -259,12 +266,14 @@ class Router:
                 return
             except Exception as exc:  # a bug in a backend must not take the daemon down
                 log.exception("session %s backend %s: unexpected error", job.key, name)
-                self._failed(job, name, "internal", asked, repr(exc))
+                self._failed(job, name, "internal", asked, f"{type(exc).__name__} (a bug)")
                 await self._reply(job, self._settings.apology, kind="apology")
                 return
             answered = self._clock()
         await self._answered(job, name, session, answer, asked)
-        sent = await self._reply(job, clean(answer.text) or EMPTY_ANSWER, kind="answer")
+        if self._settings.log_message_text:
+            log.debug("answer to %s: %r", job.dedup_id, answer.text, extra=_context(job, name))
+        sent = await self._reply(job, answer.text, kind="answer")
         if sent:
             metrics.message(inbound.platform, "answered")
             metrics.bridge_added(inbound.platform, asked - job.started, sent - answered)
@@ -347,10 +356,14 @@ class Router:
         )
 
     async def _reply(self, job: _Job, text: str, *, kind: str) -> float | None:
-        """Split, send; the clock reading when the adapter accepted it, None if sending failed."""
+        """Clean, cap, split, send; the clock reading when the adapter accepted it, None if
+        sending failed."""
         inbound = job.inbound
         limits = self._outbox.limits(inbound.platform)
-        parts = split(text, limits.max_len, utf16_len if limits.utf16 else len)
+        measure = utf16_len if limits.utf16 else len
+        parts = await prepare_async(
+            text, limits.max_len, measure, self._settings.max_answer_chars
+        ) or [EMPTY_ANSWER]
         outbound = Outbound(
             platform=inbound.platform,
             chat_id=inbound.chat_id,
@@ -371,11 +384,11 @@ class Router:
         inbound = job.inbound
         self._metrics.message(inbound.platform, "failed")
         log.error(
-            "session %s: reply not delivered to %s chat %s: %r",
+            "session %s: reply not delivered to %s chat %s: %s",
             job.key,
             inbound.platform,
             inbound.chat_id,
-            exc,
+            brief(exc),
             extra=_context(job),
         )
 

@@ -2,9 +2,11 @@
 `wx:group:{group}:user:{sender}`.
 
 Qualified ids (the default) prefix the platform and, where there is one, the workspace, joined by
-`.`: `tg.42`, `sl.T024BE7LD.U012AB3CD`. Each component is escaped so that it never holds `.`, `:` or
-`%` itself; distinct (platform, workspace, group, user) tuples therefore never share a key and a
-key parses one way only. `raw` keys use the platform ids as they are (single-platform operators).
+`.`: `tg.42`, `sl.T024BE7LD.U012AB3CD`. Each component is escaped so that it never holds `.`, `:`,
+`#` or `%` itself; distinct (platform, workspace, group, user) tuples therefore never share a key
+and a key parses one way only. `#` is kept for the generation suffix `/reset` adds (`key#2`,
+`types.Session.wire_id`): no key can end like another key after a reset. `raw` keys use the
+platform ids as they are (single-platform operators), `%`, `:` and `#` escaped alike.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ KeyMode = Literal["qualified", "raw"]
 PLATFORM_PREFIX = {"telegram": "tg", "discord": "dc", "slack": "sl", "console": "cl"}
 _RESERVED_PREFIXES = set(PLATFORM_PREFIX.values())
 
-_ESCAPES = str.maketrans({"%": "%25", ".": "%2E", ":": "%3A"})
+_ESCAPES = str.maketrans({"%": "%25", ".": "%2E", ":": "%3A", "#": "%23"})
+_RAW_ESCAPES = str.maketrans({"%": "%25", ":": "%3A", "#": "%23"})
 
 
 def _escape(component: str) -> str:
@@ -54,8 +57,8 @@ def session_key(
     mode: KeyMode = "qualified",
 ) -> str:
     if mode == "raw":
-        user = sender.replace("%", "%25").replace(":", "%3A")
-        room = (group or "").replace("%", "%25").replace(":", "%3A")
+        user = sender.translate(_RAW_ESCAPES)
+        room = (group or "").translate(_RAW_ESCAPES)
     else:
         user = qualify(platform, workspace, sender)
         room = qualify(platform, workspace, group or "")

@@ -180,7 +180,8 @@ class Session:
     @property
     def wire_id(self) -> str:
         """The session id to send to a server that keeps history by id: `key`, then `key#2`…;
-        after a /forget `key#{salt}`, `key#{salt}#2`…, never an id used before it."""
+        after a /forget `key#{salt}`, `key#{salt}#2`…, never an id used before it. Keys never
+        hold `#` themselves (`bridge.session` escapes it): no other key can equal this one."""
         salt = self.state.get("salt")
         base = f"{self.key}#{salt}" if salt else self.key
         return base if self.generation == 0 else f"{base}#{self.generation + 1}"

@@ -30,9 +30,11 @@ async def open_stream(
     json_body: Any,
     headers: Mapping[str, str],
     idempotent: bool,
+    deadline: float,
 ) -> httpx.Response:
-    """POST `json_body` and return the response, unread, once its status says the answer began.
-    The caller closes it. Raises a `BackendError` like any other call."""
+    """POST `json_body` and return the response, unread, once its status says the answer began
+    (by `deadline`, loop time, retries included). The caller closes it. Raises a `BackendError`
+    like any other call."""
     config = api.config
 
     async def attempt() -> httpx.Response:
@@ -40,7 +42,7 @@ async def open_stream(
             "POST", url, json=json_body, headers={**headers, "Accept": "text/event-stream"}
         )
         try:
-            async with asyncio.timeout(config.timeout):
+            async with asyncio.timeout_at(deadline):
                 response = await api.client.send(request, stream=True)
         except httpx.TransportError as exc:
             raise _map_transport_error(exc) from None
@@ -57,7 +59,7 @@ async def open_stream(
             raise_for_status(response)
         return response
 
-    return await policy(config, api.name, idempotent)(attempt)
+    return await policy(config, api.name, idempotent, deadline)(attempt)
 
 
 async def events(response: httpx.Response, deadline: float) -> AsyncIterator[dict[str, Any]]:

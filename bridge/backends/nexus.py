@@ -71,12 +71,12 @@ class NexusBackend:
     async def _interact(self, prompt: str) -> tuple[str, Usage]:
         # The call changes nothing on the server (no conversation is kept): safe to retry.
         response = await self._api.call(
-            "POST", self._url, json={"id": self.config.instance, "prompt": prompt}
+            "POST", self._url, json={"id": self.config.instance, "prompt": prompt}, idempotent=True
         )
         result = _unwrap(_http.json_body(response))
         answer = result.get("response")
         if not isinstance(answer, str):
-            raise BadResponse(f"inner payload has no text `response`: {str(result)[:120]!r}")
+            raise BadResponse(f"inner payload has no text `response` ({_http.describe(result)})")
         self._log_stats(result)
         usage = Usage(_count(result, "prompt_eval_count"), _count(result, "eval_count"))
         return strip_think(answer).strip(), usage
@@ -131,13 +131,13 @@ def _tls(name: str, config: NexusConfig) -> ssl.SSLContext | bool:
 def _unwrap(body: Any) -> dict[str, Any]:
     """The Ollama-style object inside `{"result", "payload": {"result", "payload": "<json>"}}`."""
     if not isinstance(body, dict):
-        raise BadResponse(f"answer is not an object: {str(body)[:120]!r}")
+        raise BadResponse(f"answer is not an object ({_http.describe(body)})")
     if body.get("result") != "OK":
         # The API refused the call itself (account, instance, command).
         raise Rejected(f"result {body.get('result')!r}: {_message(body)}")
     inner = body.get("payload")
     if not isinstance(inner, dict):
-        raise BadResponse(f"no payload object: {str(body)[:120]!r}")
+        raise BadResponse(f"no payload object ({_http.describe(body)})")
     if inner.get("result") != "OK":
         # The instance behind the API failed (model down, overloaded).
         raise Unavailable(f"instance result {inner.get('result')!r}: {_message(inner)}")
@@ -145,9 +145,9 @@ def _unwrap(body: Any) -> dict[str, Any]:
     try:
         result = json.loads(raw) if isinstance(raw, str) else raw
     except json.JSONDecodeError:
-        raise BadResponse(f"payload.payload is not JSON: {str(raw)[:80]!r}") from None
+        raise BadResponse(f"payload.payload is not JSON ({_http.describe(raw)})") from None
     if not isinstance(result, dict):
-        raise BadResponse(f"payload.payload is not an object: {str(raw)[:80]!r}")
+        raise BadResponse(f"payload.payload is not an object ({_http.describe(result)})")
     return result
 
 

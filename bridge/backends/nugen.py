@@ -53,7 +53,7 @@ class NugenBackend:
         data = _http.json_body(response)
         answer = data.get("answer") if isinstance(data, dict) else None
         if not isinstance(answer, str):
-            raise BadResponse(f"no text `answer` in the reply: {str(data)[:120]!r}")
+            raise BadResponse(f"no text `answer` in the reply ({_http.describe(data)})")
         state = {**session.state, "conv_thread_id": data.get("conv_thread_id") or thread}
         return Answer(text=answer, usage=_usage(data.get("token_usage")), state=state)
 
@@ -69,10 +69,11 @@ class NugenBackend:
                 "mode": "vanilla",
                 "top_k": 1,
             },
+            idempotent=True,  # a thread of its own each time: nothing to repeat
         )
         data = _http.json_body(response)
         if not isinstance(data, dict) or not isinstance(data.get("answer"), str):
-            raise BadResponse(f"no text `answer` in the reply: {str(data)[:120]!r}")
+            raise BadResponse(f"no text `answer` in the reply ({_http.describe(data)})")
         return f"engine {self.config.engine_id} answered ({self.config.model_llm})"
 
     async def aclose(self) -> None:

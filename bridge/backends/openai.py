@@ -44,10 +44,18 @@ class OpenAIBackend:
 
     async def ask(self, session: Session, question: Question) -> Answer:
         body, headers = self._request(session, question)
-        response = await self._api.call("POST", "chat/completions", headers=headers, json=body)
+        response = await self._api.call(
+            "POST",
+            "chat/completions",
+            headers=headers,
+            json=body,
+            # Only a conversation the bridge keeps may be asked twice: a server keeping history
+            # would record the question again.
+            idempotent=self.config.session == "bridge",
+        )
         content, usage = _parse(_http.json_body(response))
         if content.startswith(_NANOBOT_FAILURE):
-            raise Unavailable(f"server reports its LLM failed: {content[:200]}")
+            raise Unavailable(_nanobot_failure(content))
         return Answer(text=content, usage=usage, state=self._state(session, question, content))
 
     async def stream(self, session: Session, question: Question) -> AsyncIterator[str | Answer]:
@@ -55,12 +63,10 @@ class OpenAIBackend:
         `Answer`. A server that answers with plain JSON anyway gives one increment."""
         body, headers = self._request(session, question)
         body["stream"] = True
-        deadline = asyncio.get_running_loop().time() + self.config.timeout
+        deadline = self._api.deadline()
         response = await _sse.open_stream(
             self._api, "chat/completions", json_body=body, headers=headers,
-            # Only a conversation the bridge keeps may be asked twice: a server keeping history
-            # would record the question again.
-            idempotent=self.config.session == "bridge",
+            idempotent=self.config.session == "bridge", deadline=deadline,
         )  # fmt: skip
         content, shown, usage = "", 0, Usage()
         try:
@@ -74,7 +80,7 @@ class OpenAIBackend:
         finally:
             await response.aclose()
         if content.startswith(_NANOBOT_FAILURE):
-            raise Unavailable(f"server reports its LLM failed: {content[:200]}")
+            raise Unavailable(_nanobot_failure(content))
         if shown < len(content):
             yield content[shown:]
         yield Answer(text=content, usage=usage, state=self._state(session, question, content))
@@ -166,7 +172,9 @@ def _parse(data: Any) -> tuple[str, Usage]:
         message = data["choices"][0]["message"]
         content = message.get("content") or ""
     except (KeyError, IndexError, TypeError, AttributeError):
-        raise BadResponse(f"no choices[0].message in the answer: {str(data)[:120]!r}") from None
+        raise BadResponse(
+            f"no choices[0].message in the answer ({_http.describe(data)})"
+        ) from None
     if not isinstance(content, str):
         raise BadResponse("choices[0].message.content is not text")
     return content, _usage(data) or Usage()
@@ -208,6 +216,11 @@ def _usage(data: Any) -> Usage | None:
     if isinstance(usage, dict):
         return Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
     return None
+
+
+def _nanobot_failure(content: str) -> str:
+    # Its first line only: a provider's error text further down may quote the request.
+    return f"server reports its LLM failed: {content.splitlines()[0][:120]}"
 
 
 def _may_be_failure(content: str) -> bool:

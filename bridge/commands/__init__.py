@@ -19,7 +19,7 @@ from ..metrics import Metrics
 from ..people import People
 from ..profiles import Profiles
 from ..store import Store
-from ..types import Inbound
+from ..types import Addressed, Inbound
 from . import admin, model, privacy, session
 from .admin import Load, StatusSources
 
@@ -94,9 +94,12 @@ class Commands:
         }
 
     def parse(self, inbound: Inbound, key: str) -> Invocation | None:
-        """The invocation when the text is one of the bridge's commands; None otherwise (an
-        unknown `/word` goes to the backend like any other text)."""
+        """The invocation when the text is one of the bridge's commands (or a bare @mention,
+        which gets the help); None otherwise (an unknown `/word` goes to the backend like any
+        other text)."""
         text = inbound.text.strip()
+        if not text and inbound.addressed is Addressed.MENTION:
+            return Invocation(inbound, key, "help", "")  # a bare @mention: what can you do?
         name = command_of(text)
         if name is None or name not in self._table:
             return None

@@ -2,31 +2,41 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ._base import Strict
+
+# `~/x` is the user's home, as in a shell (without this, a literal `./~` directory).
+Expanded = Annotated[str, AfterValidator(os.path.expanduser)]
+
+
+def _key_prefix(prefix: str) -> str:
+    # `:` joins the parts of a key; `{…}` would make part of every key a Redis Cluster hash tag.
+    if not prefix or any(c.isspace() or c in ":{}" for c in prefix):
+        raise ValueError("must be non-empty, without spaces, ':', '{' or '}'")
+    return prefix
 
 DEFAULT_APOLOGY = "Sorry, I couldn't get an answer just now. Please try again in a moment."
 
 
 class StoreConfig(Strict):
     type: Literal["sqlite", "redis"] = "sqlite"
-    path: str | None = None  # sqlite: default {state_dir}/botbridge.sqlite3; ":memory:" for tests
+    path: Expanded | None = None  # sqlite: default {state_dir}/botbridge.sqlite3; ":memory:"
     url: str = "redis://127.0.0.1:6379/0"
-    prefix: str = Field(
+    prefix: Annotated[str, AfterValidator(_key_prefix)] = Field(
         "botbridge",
-        pattern=r"^[^\s:]+$",
         description="redis: every key starts with this and ':' (bridges sharing one database)",
     )
 
 
 class BridgeSettings(Strict):
     session_keys: Literal["qualified", "raw"] = "qualified"
-    state_dir: str = Field(default_factory=lambda: platformdirs.user_state_dir("botbridge"))
+    state_dir: Expanded = Field(default_factory=lambda: platformdirs.user_state_dir("botbridge"))
     store: StoreConfig = StoreConfig()
     default_backend: str | None = None
     # Answers per second are at most max_in_flight / the backend's latency: 1000 lets a 2 s
@@ -35,6 +45,9 @@ class BridgeSettings(Strict):
         1000, ge=1, description="backend calls at once; more wait in line"
     )
     max_input_chars: int = Field(8000, ge=1)
+    max_answer_chars: int = Field(
+        20000, ge=100, description="longer answers are cut at a clean boundary, with a note"
+    )
     dedup_ttl: float = Field(172800.0, gt=0, description="seconds an event id is remembered")
     session_ttl: float = Field(
         2592000.0, gt=0, description="seconds an idle session's state is kept (default 30 days)"
@@ -66,6 +79,10 @@ class BridgeSettings(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     log_levels: dict[str, Literal["debug", "info", "warning", "error"]] = {}
+    log_message_text: bool = Field(
+        False,
+        description="log what users wrote and the answers, at debug level only (never above)",
+    )
 
     def store_path(self) -> str:
         if self.store.path:

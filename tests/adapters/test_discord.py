@@ -110,6 +110,14 @@ async def test_mention_is_answered_as_a_reply_with_the_users_group_key(fake, run
     assert answer["mentions"] == []
 
 
+async def test_a_bare_mention_gets_the_help(fake, running):
+    await start(running, fake)
+    asked = await fake.say(f"<@{BOT_ID}>")
+    [answer] = await posts(fake, 1)
+    assert "/reset starts a fresh conversation" in answer["content"]
+    assert answer["message_reference"]["message_id"] == asked["id"]
+
+
 async def test_mention_author_pings_when_configured(fake, running):
     await start(running, fake, mention_author=True)
     await fake.say(f"<@{BOT_ID}> ping me")

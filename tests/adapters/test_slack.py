@@ -109,6 +109,16 @@ async def test_top_level_mention_starts_a_thread_on_the_asking_message(slack, op
     assert posted["text"] == "echo: hi"
 
 
+async def test_a_bare_mention_gets_the_help(slack, openai_fake, running):
+    await start(running, slack, openai_fake)
+    asked = mention("<@UBOT>")
+    await slack.push(asked)
+    [posted] = await slack.wait_posted(1)
+    assert "/reset starts a fresh conversation" in posted["text"]
+    assert posted["thread_ts"] == asked["event"]["ts"]
+    assert openai_fake.calls == []  # the bridge answers it itself
+
+
 async def test_threads_as_groups_gives_each_thread_its_own_session(slack, openai_fake, running):
     await start(running, slack, openai_fake, threads_as_groups=True)
     await slack.push(mention("<@UBOT> one", thread_ts="1700000000.000001"))

@@ -171,7 +171,8 @@ async def test_split_long_input_sends_parts_then_answers_the_last(ngpt, console,
 
 async def test_429_waits_and_the_message_goes_through(console, running):
     async with FakeNexusGPT(answer_delay=0.01, messages_per_minute=2, window=0.3) as ngpt:
-        await running(config(ngpt, max_retries=3), console)
+        # The Retry-After waits count against `timeout`: give them room.
+        await running(config(ngpt, max_retries=3, timeout=5), console)
         for user in ("a", "b", "c"):
             await console.say("hi", user=user)
         await console.replies(3)

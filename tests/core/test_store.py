@@ -89,25 +89,43 @@ async def test_hits_count_per_key_within_a_window(store):
     assert await store.counters.hit("tg.42", 60, 180.0) == 1  # a new window starts over
 
 
-async def test_two_bridges_with_their_own_redis_prefix_share_one_database():
-    from bridge.config import BridgeSettings
-    from bridge.store import open_store
+async def test_two_bots_on_one_redis_database_never_share_state(openai_fake):
+    """Two bridges, each with its own `bridge.store.prefix`, see the same event id (one Slack
+    event delivered to two apps): each answers it, and a /reset in one leaves the other alone."""
+    from bridge.app import Bridge
+    from tests.conftest import RecordingConsole, make_config
 
     async with redis_prefix() as first, redis_prefix() as second:
-        stores = [
-            open_store(BridgeSettings(store={"type": "redis", "url": REDIS_URL, "prefix": p}))
-            for p in (first, second)
-        ]
-        for store in stores:
-            await store.open()
+        bridges, consoles = [], []
         try:
-            # The same platform event reaches both bridges: each answers it once.
-            accepted = [await s.journal.accept("tg:1", {"text": "a"}, ttl=60) for s in stores]
-            assert accepted == [True, True]
-            assert await stores[0].redis.keys(f"{first}:*")
+            for prefix in (first, second):
+                console = RecordingConsole(user="ann")
+                backend = {"type": "openai", "base_url": openai_fake.base_url, "session": "body"}
+                config = make_config({"backends": {"main": backend}, "bridge": {
+                    "store": {"type": "redis", "url": REDIS_URL, "prefix": prefix}}})  # fmt: skip
+                bridge = Bridge(config, [console])
+                await bridge.start()
+                bridges.append(bridge)
+                consoles.append(console)
+            a, b = consoles
+            await a.say("hello", event_id="ev-1")
+            await b.say("hello", event_id="ev-1")  # the same id: not a duplicate for the other
+            assert await a.replies(1) == ["echo: hello"] and await b.replies(1) == ["echo: hello"]
+            await a.say("/reset", event_id="ev-2")
+            await a.replies(2)
+            await a.say("again", event_id="ev-3")
+            await b.say("again", event_id="ev-3")
+            await a.replies(3)
+            await b.replies(2)
+            sessions = [c.json["session_id"] for c in openai_fake.calls]
+            assert sessions.count("wx:dm:cl.ann#2") == 1  # only bot a's session was reset
+            redis = bridges[0].store.redis  # type: ignore[attr-defined]
+            for prefix in (first, second):
+                assert await redis.keys(f"{prefix}:*")
+            assert not await redis.keys("botbridge:*seen*ev-1*")  # nothing under the default
         finally:
-            for store in stores:
-                await store.close()
+            for bridge in bridges:
+                await bridge.stop()
 
 
 # ----------------------------------------------------------------------------- operators' parts

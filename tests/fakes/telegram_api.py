@@ -10,7 +10,10 @@ It answers the way Telegram does where tests depend on it: a text over 4096 UTF-
 "description", "parameters"}`. Faults: `rate_limit_next` (429 retry_after), `reject_entities_next`
 (400 can't parse entities), `forbid_chat` (403, bot kicked), `fail_method` (any status, e.g.
 502), `conflict` (another poller), `stalled` (getUpdates never answers: a black-holed
-connection), plus FakeServer's `slow_next` / `drop_next` / `malformed_next`.
+connection), `hold`/`release` (a method's calls wait, in flight, until released), the
+periodic `fail_every` (every n-th call of a method refused, e.g. 502) and `drop_every` (every
+n-th request's connection closed unanswered), plus FakeServer's `slow_next` / `drop_next` /
+`malformed_next`.
 
 In-process: `fake.push(update)` queues an update (`dm()`, `group_message()`, `user()`,
 `group()` build them, with the entities Telegram would add; `with_picture()` turns one into a
@@ -172,6 +175,11 @@ class FakeTelegram(FakeServer):
         self.sent_at: list[float] = []  # loop time of each message in `sent`
         self.edits: list[dict[str, Any]] = []  # every edit that changed a message
         self.drafts_supported = True
+        self._held: dict[str, asyncio.Event] = {}  # methods answered only once released
+        self._fail_every: dict[str, tuple[int, int]] = {}  # method → (every n-th, status)
+        self._drop_every = 0  # every n-th Bot API request: connection closed unanswered
+        self._counts: dict[str, int] = {}
+        self.injected = {"failed": 0, "dropped": 0}
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
         self._arrived = asyncio.Condition()
@@ -327,6 +335,40 @@ class FakeTelegram(FakeServer):
     def forbid_chat(self, chat_id: int) -> None:
         self.forbidden.add(chat_id)
 
+    def hold(self, method: str) -> None:
+        """Receive calls of `method` but answer none until `release`: a request the test can
+        be sure is in flight."""
+        self._held.setdefault(method, asyncio.Event())
+
+    def release(self, method: str) -> None:
+        held = self._held.pop(method, None)
+        if held is not None:
+            held.set()
+
+    def fail_every(self, method: str, nth: int, status: int = 502) -> None:
+        """Refuse every `nth` call of `method` with `status`, for as long as the test runs."""
+        self._fail_every[method] = (nth, status)
+
+    def drop_every(self, nth: int) -> None:
+        """Close the connection of every `nth` Bot API request after reading it, unanswered
+        and not acted on (the client cannot know that: for it, the request may have arrived)."""
+        self._drop_every = nth
+
+    def _periodic_fault(self, request: web.Request, method: str) -> web.Response | None:
+        count = self._counts[method] = self._counts.get(method, 0) + 1
+        total = self._counts["*"] = self._counts.get("*", 0) + 1
+        if self._drop_every and total % self._drop_every == 0:
+            self.injected["dropped"] += 1
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError  # aiohttp drops the handler quietly
+        nth, status = self._fail_every.get(method, (0, 0))
+        if nth and count % nth == 0:
+            self.injected["failed"] += 1
+            error = ApiError(status, "Bad Gateway" if status == 502 else "Internal Server Error")
+            return web.json_response(error.body(), status=status)
+        return None
+
     # ------------------------------------------------------------------------- inspecting
 
     def api_calls(self, method: str | None = None) -> list[ApiCall]:
@@ -355,6 +397,11 @@ class FakeTelegram(FakeServer):
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             return web.json_response(ApiError(404, "Not Found").body(), status=404)
+        if (held := self._held.get(method)) is not None:
+            await held.wait()
+        if self._fail_every or self._drop_every:
+            if (refused := self._periodic_fault(request, method)) is not None:
+                return refused
         body = await request.read()  # already read (and cached) by the recording middleware
         call = Call(request.method, request.path, dict(request.query), dict(request.headers), body)
         params = params_of(call)

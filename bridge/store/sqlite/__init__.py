@@ -8,12 +8,15 @@ auto-vacuum, so that `compact` after a purge shrinks it.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import aiosqlite
 
+from ...errors import StoreUnavailable
 from .. import _forgotten
 from . import controls, counters, journal, sessions
 
@@ -46,8 +49,17 @@ class SqliteStore:
 
     async def open(self) -> None:
         if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            # Tried first in plain sqlite3: aiosqlite, failing to connect, leaves its thread to
+            # report to an event loop that is gone by then ("Event loop is closed" at exit).
+            await asyncio.to_thread(_try_open, self._path)
         self._db = db = await aiosqlite.connect(self._path, isolation_level=None)  # autocommit
+        try:
+            await self._prepare(db)
+        except sqlite3.Error as exc:  # a read-only file, a full disk, not a database
+            await self.close()
+            raise StoreUnavailable(f"cannot use the state file {self._path}: {exc}") from None
+
+    async def _prepare(self, db: aiosqlite.Connection) -> None:
         # Only takes effect on a new file (before its first table): an older file keeps its mode.
         await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         await db.execute("PRAGMA journal_mode=WAL")
@@ -77,3 +89,16 @@ class SqliteStore:
         await self.db.executescript("PRAGMA incremental_vacuum;")
         # In WAL mode the file shrinks once the log is written back.
         await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _try_open(path: str) -> None:
+    """Create the directory and open the file once, or raise `StoreUnavailable` naming it."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(path).close()
+    except OSError as exc:
+        raise StoreUnavailable(
+            f"cannot create the state directory {Path(path).parent}: {exc.strerror}"
+        ) from None
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot open the state file {path}: {exc}") from None
