@@ -1,8 +1,11 @@
 """Posting to Telegram: Markdown → text + entities, Telegram's limits, and retries.
 
 A 429 is waited out (`retry_after`), groups are paced under ~20 messages a minute, network errors
-are retried with backoff, formatting Telegram rejects is re-sent plain, and a chat the bot can no
-longer post in (403) fails at once: retrying a kicked bot only earns more 403s.
+that provably posted nothing (no connection, a full pool, an error status) are retried with
+backoff, formatting Telegram rejects is re-sent plain, and a chat the bot can no longer post in
+(403) fails at once: retrying a kicked bot only earns more 403s. A request that may have reached
+Telegram (a read timeout, a connection cut after the request went out) is never retried here:
+Telegram has no idempotency key, so the caller decides (and counts the possible repeat).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterator
 
+import httpx
 import telegramify_markdown
 from aiolimiter import AsyncLimiter
 from telegram import Bot, MessageEntity, ReplyParameters
@@ -66,18 +70,25 @@ class Sender:
         # Telegram's bot-wide ceiling is about 30 messages a second.
         self._overall = AsyncLimiter(30, 1)
 
-    async def send(self, outbound: Outbound) -> None:
+    async def send(self, outbound: Outbound) -> list[int]:
+        """Post one part; the ids of the messages it took (more than one when the formatting
+        outgrew the limit). Raises PTB's errors for the adapter to classify."""
         chat_id = int(outbound.chat_id)
         thread = int(outbound.thread_id) if outbound.thread_id else None
         reply = (
             ReplyParameters(int(outbound.reply_to), allow_sending_without_reply=True)
-            if outbound.reply_to
+            if outbound.reply_to and outbound.part == 0
             else None
         )
-        for markdown, text, entities in self._messages(outbound.parts):
+        ids = []
+        for markdown, text, entities in self._messages((outbound.text,)):
             # Only the first message quotes the question; the rest follow it in order.
-            chat_id = await self._send_one(chat_id, text, entities, markdown, reply, thread)
+            chat_id, message_id = await self._send_one(
+                chat_id, text, entities, markdown, reply, thread
+            )
+            ids.append(message_id)
             reply = None
+        return ids
 
     def _messages(
         self, parts: tuple[str, ...]
@@ -97,21 +108,21 @@ class Sender:
         plain: str,
         reply: ReplyParameters | None,
         thread: int | None,
-    ) -> int:
-        """Send one message; returns the chat id it went to (a group may have migrated)."""
+    ) -> tuple[int, int]:
+        """Send one message; the chat id it went to (a group may have migrated) and its id."""
         config = self._config
         failures = 0
         while True:
             try:
                 await self._wait_turn(chat_id)
-                await self._bot.send_message(
+                message = await self._bot.send_message(
                     chat_id,
                     text,
                     entities=entities or None,
                     reply_parameters=reply,
                     message_thread_id=thread,
                 )
-                return chat_id
+                return chat_id, message.message_id
             except RetryAfter as exc:
                 wait = _seconds(exc.retry_after)
                 failures += 1
@@ -131,7 +142,7 @@ class Sender:
                 raise  # removed from the chat or blocked: no retry can help
             except NetworkError as exc:  # includes TimedOut and 5xx answers
                 failures += 1
-                if failures > config.send_retries:
+                if maybe_sent(exc) or failures > config.send_retries:
                     raise
                 wait = min(config.retry_backoff * 2 ** (failures - 1), config.max_backoff)
                 self._retry("network", chat_id, f"{exc.message}; retry in {wait:g}s")
@@ -156,3 +167,17 @@ class Sender:
         for chat_id, limiter in list(self._groups.items()):
             if limiter.has_capacity(limiter.max_rate):
                 del self._groups[chat_id]
+
+
+# httpx failures after which the request cannot have reached Telegram.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def maybe_sent(exc: NetworkError) -> bool:
+    """Whether a failed request may have been processed by Telegram all the same: a transport
+    failure after the request went out (a read timeout, a connection cut mid-answer). An error
+    status (5xx) or a connection never made means it was not."""
+    cause = exc.__cause__
+    if not isinstance(cause, httpx.TransportError):
+        return False  # Telegram answered with an error status
+    return not isinstance(cause, _NOT_SENT)

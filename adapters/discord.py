@@ -2,8 +2,10 @@
 
 The client runs as a task this adapter owns; discord.py handles heartbeats, resumes, reconnects and
 REST rate limits. Answers in guilds reply to the asking message without pinging its author unless
-configured; Markdown goes out as is (Discord renders it). A channel where the bot may not post
-(403) is logged once and its replies dropped.
+configured; Markdown goes out as is (Discord renders it). Each part carries its idempotency key as
+the message nonce, which discord.py sends with `enforce_nonce`: Discord then returns the message
+already created with that nonce instead of posting it twice. A channel where the bot may not post
+(403) or that is gone (404) makes the reply undeliverable.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import aiohttp
 import discord
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import DiscordAdapter as DiscordConfig
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, DeliveryFailed, Undeliverable
 from bridge.metrics import Metrics
 from bridge.types import Addressed, Inbound, Limits, Outbound
 
@@ -30,11 +33,15 @@ log = logging.getLogger("adapters.discord")
 # Discord shows "typing" for about 10 s after each signal; renew a little before it lapses.
 TYPING_EVERY = 8.0
 STOP_TIMEOUT = 10.0
+# Discord drops a message whose nonce the same author used "in the past few minutes": a resend
+# later than this may appear twice (counted as possibly repeated).
+NONCE_WINDOW = 120.0
 
 
 class DiscordAdapter:
     platform = "discord"
     limits = Limits(max_len=2000)
+    dedup_window = NONCE_WINDOW
 
     def __init__(self, config: DiscordConfig, metrics: Metrics) -> None:
         self._config = config
@@ -46,7 +53,6 @@ class DiscordAdapter:
         self._down: set[int] = set()  # shards disconnected since they were last up
         self._down_since: float | None = None
         self._failure: str | None = None  # why the client stopped, when it did on its own
-        self._forbidden: set[str] = set()  # channels already logged as refusing our posts
 
     def routes(self) -> Sequence[HttpRoute]:
         return ()
@@ -176,11 +182,13 @@ class DiscordAdapter:
 
     # ------------------------------------------------------------------------------ sending
 
-    async def send(self, outbound: Outbound) -> None:
-        client = self._require_client()
+    async def send(self, outbound: Outbound) -> str:
+        client = self._client
+        if client is None or client.is_closed():
+            raise DeliveryFailed("discord: not connected")
         channel = client.get_partial_messageable(int(outbound.chat_id))
         reference = None
-        if outbound.reply_to:
+        if outbound.reply_to and outbound.part == 0:
             # A deleted question must not cost the answer: post it without the reference then.
             reference = discord.MessageReference(
                 message_id=int(outbound.reply_to),
@@ -190,25 +198,27 @@ class DiscordAdapter:
         # Nothing the model writes may ping anyone; only the reply itself may, when configured.
         allowed = discord.AllowedMentions.none()
         allowed.replied_user = self._config.mention_author
-        for number, part in enumerate(outbound.parts):
-            try:
-                await channel.send(
-                    part, reference=reference if number == 0 else None, allowed_mentions=allowed
-                )
-            except discord.Forbidden as exc:
-                self._refused(outbound.chat_id, exc)
-                return
-
-    def _refused(self, chat_id: str, exc: discord.Forbidden) -> None:
-        if chat_id in self._forbidden:
-            log.debug("discord: reply to channel %s dropped (403)", chat_id)
-            return
-        self._forbidden.add(chat_id)
-        log.warning(
-            "discord: no permission to post in channel %s (403 %s); its replies are dropped",
-            chat_id,
-            exc.text or "Forbidden",
-        )
+        try:
+            message = await channel.send(
+                outbound.text,
+                reference=reference,  # type: ignore[arg-type]
+                allowed_mentions=allowed,
+                nonce=outbound.key or None,  # type: ignore[arg-type]
+            )
+        except (discord.Forbidden, discord.NotFound) as exc:  # no permission; no such channel
+            raise Undeliverable(f"{exc.status} {exc.text or type(exc).__name__}") from None
+        except discord.RateLimited as exc:
+            raise DeliveryFailed(
+                f"rate limited for {exc.retry_after:g}s", retry_after=exc.retry_after
+            ) from None
+        except discord.HTTPException as exc:
+            if exc.status >= 500 or exc.status == 429:  # a server error; a Cloudflare block
+                raise DeliveryFailed(f"HTTP {exc.status}", maybe_sent=True) from None
+            raise Undeliverable(f"{exc.status} {exc.text}") from None  # a request never valid
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # Maybe posted: a resend carries the same nonce, so Discord does not post it twice.
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}", maybe_sent=True) from None
+        return str(message.id)
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         return self._typing(inbound.chat_id)

@@ -1,5 +1,11 @@
 """The running bridge: builds the store, backends, router, HTTP server and adapters from a config,
 starts them in order and stops them in reverse, draining in-flight answers first.
+
+Start order matters for "exactly one answer": the store first (SQLite: its lock), then the
+pending messages of the enabled platforms are queued in their lanes, then the HTTP server and the
+adapters (new messages queue behind the recovered ones), and only then do the lanes run. On a
+shared store (Redis) a task looks every `store.recover_every` seconds for a dead process's
+messages.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from .adapter import Adapter, Health
 from .backends import Backend, build_backend
 from .breaker import GuardedBackend, guard
 from .config import Config
+from .errors import DeliveryFailed
 from .http import HttpServer
 from .metrics import Metrics
 from .router import Router
@@ -40,8 +47,15 @@ class AdapterOutbox:
         adapter = self._adapters.get(platform)
         return adapter.limits if adapter else Limits(max_len=4000)
 
-    async def send(self, outbound: Outbound) -> None:
-        await self._adapter(outbound.platform).send(outbound)
+    async def send(self, outbound: Outbound) -> str:
+        adapter = self._adapters.get(outbound.platform)
+        if adapter is None:  # recovery only takes running platforms' messages: a bug if seen
+            raise DeliveryFailed(f"no running adapter for platform {outbound.platform!r}")
+        return await adapter.send(outbound)
+
+    def dedup_window(self, platform: str) -> float:
+        adapter = self._adapters.get(platform)
+        return adapter.dedup_window if adapter else 0.0
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         return self._adapter(inbound.platform).working(inbound)
@@ -100,20 +114,44 @@ class Bridge:
             else None
         )
         self._started: list[Adapter] = []
+        self._recovering: asyncio.Task[None] | None = None
+
+    @property
+    def platforms(self) -> list[str]:
+        return [adapter.platform for adapter in self.adapters]
 
     async def start(self) -> None:
         await self.store.open()
+        # Before any new message can arrive: recovered messages keep their places in their lanes.
+        # Only the platforms running here: another's messages stay pending for their own daemon.
+        await self.router.recover(self.platforms)
         if self.http is not None:
             await self.http.start()  # before the adapters: a webhook may arrive at once
         for adapter in self.adapters:
             await adapter.start(self.router.handle)
             self._started.append(adapter)
             log.info("adapter %s started", adapter.platform, extra={"platform": adapter.platform})
-        await self.router.recover()
+        self.router.open()
+        if self.store.shared:
+            self._recovering = asyncio.create_task(self._recover_every(), name="recovery")
         if self.http is not None:
             self.http.watch()  # logs each adapter as it connects, and when it drops
 
+    async def _recover_every(self) -> None:
+        """Take over a dead process's pending messages (its lease expired) without a restart."""
+        every = self.config.bridge.store.recover_every
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.router.recover(self.platforms)
+            except Exception as exc:  # the store is down for a moment: look again later
+                log.warning("looking for a dead process's messages failed: %r", exc)
+
     async def stop(self) -> None:
+        if self._recovering is not None:
+            self._recovering.cancel()
+            await asyncio.gather(self._recovering, return_exceptions=True)
+            self._recovering = None
         drain = self.config.bridge.drain_timeout
         await self.router.drain(drain)
         for adapter in reversed(self._started):
@@ -135,7 +173,9 @@ class Bridge:
         except Exception as exc:
             components["store"] = Health(False, f"unreachable: {type(exc).__name__}")
         for adapter in self.adapters:
-            components[adapter.platform] = adapter.health()
+            # Connected is not enough: a platform whose sends keep failing is not ready either.
+            failing = self.router.delivery.health.health(adapter.platform)
+            components[adapter.platform] = failing or adapter.health()
         ready = all(h.ready for h in components.values())
         return {
             "ready": ready,

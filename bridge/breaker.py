@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from .backends import Backend
 from .errors import BackendError, CircuitOpen
@@ -108,9 +108,17 @@ class GuardedBackend:
         self.breaker = breaker
 
     async def ask(self, session: Session, text: str) -> Answer:
+        return await self._call(self.backend.ask, session, text)
+
+    async def resume(self, session: Session, text: str) -> Answer:
+        return await self._call(self.backend.resume, session, text)
+
+    async def _call(
+        self, call: Callable[[Session, str], Awaitable[Answer]], session: Session, text: str
+    ) -> Answer:
         self.breaker.acquire()
         try:
-            answer = await self.backend.ask(session, text)
+            answer = await call(session, text)
         except BackendError as exc:
             if exc.cause in TRIPPING_CAUSES:
                 self.breaker.failed()

@@ -14,7 +14,7 @@ from .adapter import Adapter
 from .app import Bridge
 from .backends import build_backend
 from .config import Config, embedded_default, load_config, secret_values
-from .errors import ConfigError
+from .errors import ConfigError, StoreLocked
 from .logs import Redactor, setup_logging
 
 log = logging.getLogger("bridge")
@@ -98,6 +98,10 @@ async def _run(config: Config | None) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await bridge.start()
+    except StoreLocked as exc:  # another daemon owns this state file
+        log.error("botbridge could not start: %s", exc)
+        await bridge.stop()
+        return 1
     except Exception as exc:  # a port in use, an unreachable store: say it in one line
         log.error("botbridge could not start: %s: %s", type(exc).__name__, exc)
         await bridge.stop()
@@ -180,7 +184,12 @@ async def _console(config: Config | None, *, user: str, group: str | None) -> in
     _logging(config, level="warning")
     console = ConsoleAdapter(user=user, group=group)
     bridge = Bridge(config, [console], serve_http=False)
-    await bridge.start()
+    try:
+        await bridge.start()
+    except StoreLocked as exc:  # the daemon runs on this state: say so, touch nothing
+        print(f"botbridge: {exc}", file=sys.stderr)
+        await bridge.stop()
+        return 1
     try:
         await console.finished.wait()
         await bridge.router.idle()

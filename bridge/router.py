@@ -2,8 +2,10 @@
 
 In order: ignore what is not for the bot, drop a redelivered event, derive the session key, queue
 the message in its session's lane, then answer a bridge command or ask the routed backend (with a
-global bound on backend calls), and hand the formatted reply to the outbox. A failure anywhere
-becomes the user's short apology and one precise log line; nothing here raises into an adapter.
+global bound on backend calls), store the formatted reply in the journal and hand it to delivery.
+A message recovered after a restart resumes at the stage the journal recorded (`bridge.journal`):
+an answered one is delivered, not asked again. A failure anywhere becomes the user's short apology
+and one precise log line; nothing here raises into an adapter.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,25 +22,25 @@ from .access import Gate, matches
 from .backends import Backend
 from .commands import Commands
 from .config import AccessSettings, BridgeSettings, Route
-from .errors import BackendError, InputTooLong
+from .delivery import Deferred, Delivery, Poster
+from .errors import BackendError, InputTooLong, NotOwner
+from .journal import Entry, Outcome, Reply, SessionWrite, Stage
 from .lanes import Lanes
 from .metrics import Metrics
 from .session import key_for
 from .store import Store
 from .text import clean, split, utf16_len
-from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Session
+from .types import Addressed, Answer, Inbound, Limits, Session
 
 log = logging.getLogger("bridge.router")
 
 EMPTY_ANSWER = "(The assistant returned an empty answer.)"
 
 
-class Outbox(Protocol):
+class Outbox(Poster, Protocol):
     """Where replies go: the running adapters, chosen by `Outbound.platform`."""
 
     def limits(self, platform: str) -> Limits: ...
-
-    async def send(self, outbound: Outbound) -> None: ...
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         """Show the platform's "working on it" signal (typing, a reaction) while open."""
@@ -50,6 +52,11 @@ class _Job:
     key: str
     dedup_id: str
     started: float
+    entry: Entry | None = None  # recovered: where the journal left it
+    backend: str | None = None
+    asked: float | None = None  # clock readings around the backend call, for the metrics
+    answered: float | None = None
+    session: SessionWrite | None = None  # the backend's new state, stored with the reply
     accepted: asyncio.Future[bool] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -83,9 +90,13 @@ class Router:
         self._gate = gate or Gate(AccessSettings(), store)  # allows everyone, no limit
         self._clock = clock
         self._slots = asyncio.Semaphore(settings.max_in_flight)
-        self._lanes = Lanes(on_change=self._lanes_changed)
+        # Held until `open()`: recovered messages queue first, and nothing is sent before the
+        # adapters are up.
+        self._lanes = Lanes(on_change=self._lanes_changed, held=True)
         self._commands = Commands(store=store, backends=backends, settings=settings)
+        self.delivery = Delivery(store.journal, outbox, settings.delivery, self._metrics)
         self._closing = False
+        self._deferred: set[str] = set()  # sessions whose turn waits for the next start
 
     # ------------------------------------------------------------------------------- intake
 
@@ -120,33 +131,38 @@ class Router:
             log.info("duplicate event %s dropped", job.dedup_id, extra=_context(job))
         return fresh
 
-    async def recover(self) -> int:
-        """Queue every message accepted before a restart and never answered."""
+    async def recover(self, platforms: Collection[str] | None = None) -> int:
+        """Queue the pending messages of `platforms` that no live process is answering (at
+        start: everything accepted before the restart and not completed), each resuming at the
+        stage the journal recorded."""
         count = 0
-        for payload in await self._store.journal.pending():
+        for entry in await self._store.journal.pending(platforms):
             try:
-                inbound = Inbound.from_dict(payload)
+                inbound = entry.inbound()
             except (KeyError, TypeError, ValueError) as exc:
-                log.error("pending message unreadable, dropped: %r", exc)
+                log.error("pending message %s unreadable, dropped: %r", entry.event_id, exc)
+                await self._store.journal.complete(entry.event_id, Outcome.UNREADABLE)
                 continue
-            job = _Job(
-                inbound,
-                key_for(inbound, self._settings.session_keys),
-                dedup_id(inbound),
-                self._clock(),
-            )
+            key = key_for(inbound, self._settings.session_keys)
+            job = _Job(inbound, key, entry.event_id, self._clock(), entry=entry)
             job.accepted.set_result(True)
             self._lanes.submit(job.key, lambda job=job: self._run(job))
+            self._metrics.recovered.labels(str(entry.stage)).inc()
             count += 1
         if count:
-            log.info("recovering %d message(s) accepted before the restart", count)
+            log.info("recovering %d pending message(s)", count)
         return count
+
+    def open(self) -> None:
+        """Let the lanes run (once the adapters are up)."""
+        self._lanes.release()
 
     async def drain(self, timeout: float) -> bool:
         """Stop taking new work into lanes, finish what is queued within `timeout`, then cancel
         the rest (it stays pending in the store and is answered at the next start)."""
         self._closing = True
-        finished = await self._lanes.join(timeout)
+        self.delivery.stop()  # a reply waiting to retry stays pending for the next start
+        finished = await self._lanes.join(timeout if self._lanes.released else 0)
         if not finished:
             log.warning("drain timeout after %.1fs: unfinished messages stay pending", timeout)
         await self._lanes.close()
@@ -163,16 +179,58 @@ class Router:
                 return
         except Exception:
             return  # the store refused it; handle() already logged and told the adapter
+        if job.key in self._deferred:
+            return  # an earlier message of this session waits for the restart: so does this one
         try:
-            await self._answer(job)
+            await self._turn(job)
         except asyncio.CancelledError:
             raise  # shutdown: it stays pending and is answered after the restart
+        except Deferred:
+            self._deferred.add(job.key)
+        except NotOwner as exc:
+            log.warning("session %s: %s; left to its new owner", job.key, exc, extra=_context(job))
         except Exception:
             # Completed anyway: a message that breaks the bridge must not come back at every start.
             log.exception("session %s: giving up on %s", job.key, job.dedup_id, extra=_context(job))
-        await self._store.journal.complete(job.dedup_id)
+            await self._store.journal.complete(job.dedup_id, Outcome.FAILED)
 
-    async def _answer(self, job: _Job) -> None:
+    async def _turn(self, job: _Job) -> None:
+        """Answer (unless the journal has the reply already), store the reply, deliver it."""
+        entry = job.entry
+        if entry is not None and entry.stage is Stage.ANSWERED and entry.reply is not None:
+            if entry.session is not None:  # re-applied: the crash may have come before its write
+                await self._put_session(entry.session)
+            reply, sent, sending = entry.reply, len(entry.sent), entry.sending
+        else:
+            found = await self._answer(job)
+            if found is None:
+                await self._store.journal.complete(job.dedup_id, Outcome.SILENT)
+                return
+            reply, sent = found, 0
+            sending = await self._store.journal.answered(job.dedup_id, reply, job.session)
+            if job.session is not None:
+                await self._put_session(job.session)
+        outcome = await self.delivery.deliver(
+            job.dedup_id,
+            job.inbound,
+            reply,
+            sent=sent,
+            sending=sending,
+            recovered=entry is not None,
+        )
+        if outcome is Outcome.ANSWERED:
+            platform = job.inbound.platform
+            self._metrics.message(platform, "answered")
+            if job.asked is not None and job.answered is not None:
+                done = self._clock()
+                self._metrics.bridge_added(platform, job.asked - job.started, done - job.answered)
+            log.info("answered", extra=_context(job, job.backend, self._clock() - job.started))
+
+    async def _put_session(self, write: SessionWrite) -> None:
+        await self._store.sessions.put(write.session_key, write.backend, write.state)
+
+    async def _answer(self, job: _Job) -> Reply | None:
+        """The reply to post, or None when the message gets none."""
         inbound = job.inbound
         text = inbound.text.strip()
         command = self._commands.parse(inbound, job.key)
@@ -180,62 +238,69 @@ class Router:
             self._metrics.message(inbound.platform, "denied")
             log.info("access denied", extra=_context(job))
             if self._gate.denied_reply:
-                await self._reply(job, self._gate.denied_reply, kind="notice")
+                return self._reply(job, self._gate.denied_reply, kind="notice")
         elif inbound.unsupported:
             self._metrics.message(inbound.platform, "refused")
-            await self._reply(job, _unsupported(inbound.unsupported), kind="notice")
+            return self._reply(job, _unsupported(inbound.unsupported), kind="notice")
         elif command is not None:
-            await self._reply(job, await self._commands.run(command), kind="notice")
+            return self._reply(job, await self._commands.run(command), kind="notice")
         elif len(text) > self._settings.max_input_chars:
             self._metrics.message(inbound.platform, "refused")
-            await self._reply(
+            return self._reply(
                 job, _too_long(len(text), self._settings.max_input_chars), kind="notice"
             )
         elif limited := await self._gate.limit(inbound):
             self._metrics.message(inbound.platform, "rate_limited")
             if limited.first and self._gate.limited_reply:
                 wait = f"{max(1, round(limited.wait)):d}"
-                await self._reply(job, self._gate.limited_reply.format(wait=wait), kind="notice")
+                return self._reply(job, self._gate.limited_reply.format(wait=wait), kind="notice")
         else:
-            await self._ask(job, text)
+            return await self._ask(job, text)
+        return None
 
-    async def _ask(self, job: _Job, text: str) -> None:
+    async def _ask(self, job: _Job, text: str) -> Reply:
         inbound = job.inbound
-        name = self.backend_for(inbound)
+        job.backend = name = self.backend_for(inbound)
         backend = self._backends[name]
-        state = await self._store.sessions.get(job.key, name)
-        session = Session(job.key, state)
+        session = Session(job.key, await self._store.sessions.get(job.key, name))
+        # Asked before: a crash cut that call short, and the question may have reached the API.
+        again = job.entry is not None and job.entry.asks > 0
+        await self._store.journal.asked(job.dedup_id)
         metrics = self._metrics
         async with self._outbox.working(inbound), self._slot():
-            asked = self._clock()
+            job.asked = asked = self._clock()
             try:
-                answer = await backend.ask(session, text)
+                if again:
+                    answer = await backend.resume(session, text)
+                else:
+                    answer = await backend.ask(session, text)
             except InputTooLong as exc:
                 metrics.message(inbound.platform, "refused")
-                await self._reply(job, _too_long(exc.length, exc.limit), kind="notice")
-                return
+                return self._reply(job, _too_long(exc.length, exc.limit), kind="notice")
             except BackendError as exc:
                 if exc.state is not None:
-                    kept = _keep_generation(exc.state, session)
-                    await self._store.sessions.put(job.key, name, kept)
+                    job.session = SessionWrite(job.key, name, _keep_generation(exc.state, session))
                 self._failed(job, name, exc.cause, asked, f"{exc.cause}: {exc}")
-                await self._reply(job, self._settings.apology, kind="apology")
-                return
+                return self._reply(job, self._settings.apology, kind="apology")
             except Exception as exc:  # a bug in a backend must not take the daemon down
                 log.exception("session %s backend %s: unexpected error", job.key, name)
                 self._failed(job, name, "internal", asked, repr(exc))
-                await self._reply(job, self._settings.apology, kind="apology")
-                return
-            answered = self._clock()
-        metrics.backend_latency.labels(name, "ok").observe(answered - asked)
+                return self._reply(job, self._settings.apology, kind="apology")
+            job.answered = self._clock()
+        metrics.backend_latency.labels(name, "ok").observe(job.answered - asked)
         self._count_tokens(name, answer)
+        if answer.reasked:
+            metrics.reasked.labels(name).inc()
+            log.warning(
+                "session %s: asked backend %s again after a restart (a second user turn: the "
+                "API offers no way to find the first one's answer)",
+                job.key,
+                name,
+                extra=_context(job, name),
+            )
         if answer.state is not None:
-            await self._store.sessions.put(job.key, name, _keep_generation(answer.state, session))
-        sent = await self._reply(job, clean(answer.text) or EMPTY_ANSWER, kind="answer")
-        if sent:
-            metrics.message(inbound.platform, "answered")
-            metrics.bridge_added(inbound.platform, asked - job.started, sent - answered)
-            log.info("answered", extra=_context(job, name, self._clock() - job.started))
+            job.session = SessionWrite(job.key, name, _keep_generation(answer.state, session))
+        return self._reply(job, clean(answer.text) or EMPTY_ANSWER, kind="answer")
 
     def _failed(self, job: _Job, backend: str, cause: str, asked: float, detail: str) -> None:
         self._metrics.backend_errors.labels(backend, cause).inc()
@@ -250,34 +315,10 @@ class Router:
             extra={**_context(job, backend, self._clock() - job.started), "cause": cause},
         )
 
-    async def _reply(self, job: _Job, text: str, *, kind: str) -> float | None:
-        """Split, send; the clock reading when the adapter accepted it, None if sending failed."""
-        inbound = job.inbound
-        limits = self._outbox.limits(inbound.platform)
-        parts = split(text, limits.max_len, utf16_len if limits.utf16 else len)
-        outbound = Outbound(
-            platform=inbound.platform,
-            chat_id=inbound.chat_id,
-            parts=tuple(parts),
-            reply_to=inbound.message_id if inbound.kind is ChatKind.GROUP else None,
-            thread_id=inbound.thread_id,
-            workspace=inbound.workspace,
-            kind=kind,
-        )
-        try:
-            await self._outbox.send(outbound)
-        except Exception as exc:
-            self._metrics.message(inbound.platform, "failed")
-            log.error(
-                "session %s: reply not delivered to %s chat %s: %r",
-                job.key,
-                inbound.platform,
-                inbound.chat_id,
-                exc,
-                extra=_context(job),
-            )
-            return None
-        return self._clock()
+    def _reply(self, job: _Job, text: str, *, kind: str) -> Reply:
+        """`text` split for the platform: what the journal stores and delivery posts."""
+        limits = self._outbox.limits(job.inbound.platform)
+        return Reply(tuple(split(text, limits.max_len, utf16_len if limits.utf16 else len)), kind)
 
     # ------------------------------------------------------------------------------- helpers
 

@@ -68,13 +68,25 @@ class Inbound:
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
+    """One part of a reply, as an adapter posts it: one platform message (Telegram may need
+    several when its formatting outgrows the limit)."""
+
     platform: str
     chat_id: str
-    parts: tuple[str, ...]  # Markdown, each within the adapter's limit, sent in order
+    text: str  # Markdown, within the adapter's limit
+    # Idempotency key: the same for every attempt at this part, across restarts and processes
+    # (Discord sends it as the message nonce; Slack as message metadata).
+    key: str = ""
+    part: int = 0  # its place in the reply, from 0
+    parts: int = 1  # how many parts the reply has
     reply_to: str | None = None  # message id; set for answers in groups
     thread_id: str | None = None
     workspace: str | None = None
     kind: str = "answer"  # "answer", "notice" (help, refusals) or "apology"
+    event_id: str = ""  # the journal's id of the question it answers
+    # An earlier attempt at this part may have been posted (a timeout, a crash before its id was
+    # recorded): an adapter that can tell (Slack metadata) looks before posting again.
+    retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,9 @@ class Answer:
     # The backend's state for this session after the turn (thread ids, kept history). None
     # leaves the stored state as it was.
     state: Mapping[str, Any] | None = None
+    # Set by `Backend.resume` when it had to put the question to the API a second time (a
+    # server that keeps the conversation now holds it twice): counted and logged.
+    reasked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

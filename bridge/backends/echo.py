@@ -13,6 +13,9 @@ class EchoBackend:
     async def ask(self, session: Session, text: str) -> Answer:
         return Answer(text=f"[{session.key}] {text}")
 
+    async def resume(self, session: Session, text: str) -> Answer:
+        return await self.ask(session, text)  # nothing remembers the first ask
+
     async def probe(self) -> str:
         return "echo (no network)"
 

@@ -47,6 +47,9 @@ class NexusBackend:
         history = [*history, {"user": text, "assistant": answer}][-keep:] if keep else []
         return Answer(text=answer, usage=usage, state={**session.state, "history": history})
 
+    async def resume(self, session: Session, text: str) -> Answer:
+        return await self.ask(session, text)  # the API keeps nothing: asking again is harmless
+
     def fold(self, history: list[dict[str, str]], text: str) -> str:
         """The prompt: `prompt_template` with the most recent turns that fit `history_max_chars`."""
         cfg = self.config

@@ -110,8 +110,44 @@ class NexusGPTBackend:
             log.info("backend %s: thread %s expired; sending again in a new one", self.name, thread)
             thread, cursor, waiting = await self._create(), None, 0
             await self._post(thread, parts)
+        return await self._answer(session, thread, cursor, waiting + len(parts) - 1, deadline)
+
+    async def resume(self, session: Session, text: str) -> Answer:
+        """After a crash: if the thread already holds our message (the last user messages after
+        `cursor` are its parts), poll for its answer instead of posting it again; if only some
+        parts made it, post the rest. Otherwise (never posted, or no thread yet) ask."""
+        deadline = asyncio.get_running_loop().time() + self.config.poll_timeout
+        parts = self._parts(text)
+        thread: str | None = session.state.get("thread_id")
+        cursor: str | None = session.state.get("cursor")
+        if thread:
+            try:
+                listed = await self._list(thread, cursor)
+            except Rejected as exc:
+                if exc.status != 404:
+                    raise
+                listed = []  # expired: nothing of ours is waiting there
+            users = [str(m.get("content") or "") for m in listed if m.get("type") == "user"]
+            posted = posted_parts(users, parts)
+            if posted:
+                log.info(
+                    "backend %s: thread %s already has the question (%d of %d part(s)); "
+                    "polling for its answer",
+                    self.name,
+                    thread,
+                    posted,
+                    len(parts),
+                )
+                await self._post(thread, parts[posted:])
+                ours = len(users) + len(parts) - posted - 1
+                return await self._answer(session, thread, cursor, ours, deadline)
+        return await self.ask(session, text)
+
+    async def _answer(
+        self, session: Session, thread: str, cursor: str | None, ours: int, deadline: float
+    ) -> Answer:
         try:
-            answer = await self._poll(thread, cursor, waiting + len(parts) - 1, deadline)
+            answer = await self._poll(thread, cursor, ours, deadline)
         except BackendError as exc:
             # Our message is in this thread: the next turn must continue it, late answer and all.
             exc.state = {**session.state, "thread_id": thread, "cursor": cursor}
@@ -211,6 +247,15 @@ def answer_for(messages: Sequence[Message], ours: int) -> Message | None:
         elif kind == "assistant" and unanswered and unanswered.popleft() == ours:
             return message
     return None
+
+
+def posted_parts(users: Sequence[str], parts: Sequence[str]) -> int:
+    """How many of `parts` (from the first) are the last user messages `users` of the thread:
+    what a crash in the middle of posting them left there (0: none)."""
+    for count in range(min(len(parts), len(users)), 0, -1):
+        if list(users[len(users) - count :]) == list(parts[:count]):
+            return count
+    return 0
 
 
 def _user_count(messages: Sequence[Message]) -> int:

@@ -8,6 +8,7 @@ it whole. After `/reset` the id sent is `{key}#{n}`: a server keying history by 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..config import OpenAIBackend as OpenAIConfig
@@ -65,6 +66,14 @@ class OpenAIBackend:
                 "history": _trim(history, cfg.history.max_messages, cfg.history.max_chars),
             }
         return Answer(text=content, usage=usage, state=state)
+
+    async def resume(self, session: Session, text: str) -> Answer:
+        answer = await self.ask(session, text)
+        if self.config.session == "bridge":
+            return answer  # the history is ours, and holds the question once
+        # The server keeps history by session id and has no way to look a turn up: the question
+        # may now be in it twice.
+        return dataclasses.replace(answer, reasked=True)
 
     async def probe(self) -> str:
         try:

@@ -17,6 +17,35 @@ class StoreConfig(Strict):
     type: Literal["sqlite", "redis"] = "sqlite"
     path: str | None = None  # sqlite: default {state_dir}/botbridge.sqlite3; ":memory:" for tests
     url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = Field(
+        "botbridge",
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="redis: the start of every key (two bots on one database need two prefixes)",
+    )
+    lease: float = Field(
+        20.0,
+        ge=1,
+        description="redis: seconds a process keeps its pending messages after its last "
+        "heartbeat; then another process takes them over",
+    )
+    recover_every: float = Field(
+        10.0, gt=0, description="redis: seconds between looks for a dead process's messages"
+    )
+
+
+class DeliverySettings(Strict):
+    """Posting replies: retries of a send that failed for a passing reason, and readiness."""
+
+    retry_initial: float = Field(
+        1.0, gt=0, description="seconds before the first retry of a failed send; doubled after"
+    )
+    retry_max: float = Field(300.0, gt=0, description="longest wait between two attempts")
+    unready_failures: int = Field(
+        5, ge=1, description="sends failing in a row that make a platform not ready"
+    )
+    unready_after: float = Field(
+        60.0, gt=0, description="seconds a reply may keep failing before its platform is not ready"
+    )
 
 
 class BridgeSettings(Strict):
@@ -28,6 +57,7 @@ class BridgeSettings(Strict):
     max_input_chars: int = Field(8000, ge=1)
     dedup_ttl: float = Field(172800.0, gt=0, description="seconds an event id is remembered")
     drain_timeout: float = Field(30.0, ge=0)
+    delivery: DeliverySettings = DeliverySettings()
     breaker_threshold: int = Field(
         5, ge=0, description="backend failures in a row that open its circuit; 0: never"
     )

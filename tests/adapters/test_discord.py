@@ -221,8 +221,11 @@ async def test_rate_limited_post_is_retried_by_discord_py(fake, running):
     assert len(fake.calls_to(f"/api/v10/channels/{fake.channel_id}/messages", "POST")) == 2
 
 
-async def test_forbidden_channel_is_logged_once_and_other_chats_still_work(fake, running, caplog):
-    await start(running, fake)
+async def test_a_forbidden_channel_makes_each_reply_undeliverable_once_and_other_chats_work(
+    fake, running, caplog
+):
+    cfg = config(fake)
+    bridge = await running(cfg, DiscordAdapter(cfg.adapters.discord, Metrics()))
     fake.forbid_next(fake.channel_id, times=2)
     await fake.say(f"<@{BOT_ID}> first")
     await fake.say(f"<@{BOT_ID}> second")
@@ -235,8 +238,10 @@ async def test_forbidden_channel_is_logged_once_and_other_chats_still_work(fake,
     await fake.say("still here?", dm=True)
     [answer] = await posts(fake, 1)
     assert int(answer["channel_id"]) == fake.dm_channel(ALICE)
-    refusals = [r for r in caplog.records if "no permission to post" in r.getMessage()]
-    assert len(refusals) == 1 and str(fake.channel_id) in refusals[0].getMessage()
+    refusals = [r.getMessage() for r in caplog.records if "undeliverable" in r.getMessage()]
+    assert len(refusals) == 2  # once per reply, never retried
+    assert all(str(fake.channel_id) in m and "Missing Permissions" in m for m in refusals)
+    assert bridge.metrics.messages.labels("discord", "undeliverable")._value.get() == 2
 
 
 # --------------------------------------------------------------------------------- connection

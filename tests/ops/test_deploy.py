@@ -181,10 +181,19 @@ def test_systemd_accepts_the_unit(tmp_path):
 
 
 def test_config_example_documents_every_bridge_and_http_key():
-    from bridge.config import BridgeSettings, HttpSettings, StoreConfig, load_config
+    from bridge.config import (
+        BridgeSettings,
+        DeliverySettings,
+        HttpSettings,
+        StoreConfig,
+        load_config,
+    )
 
     text = (ROOT / "config.example.yaml").read_text()
-    models = {"bridge": [BridgeSettings, StoreConfig], "http": [HttpSettings]}
+    models = {
+        "bridge": [BridgeSettings, StoreConfig, DeliverySettings],
+        "http": [HttpSettings],
+    }
     for section, classes in models.items():
         block = re.search(rf"# --- section: {section} ---\n(.*?)# --- /section", text, re.S)
         assert block, section
