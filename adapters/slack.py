@@ -75,6 +75,14 @@ class _RateLimitRetry(_Counted, AsyncRateLimitErrorRetryHandler):
 class _ConnectionRetry(_Counted, AsyncConnectionErrorRetryHandler):
     reason = "connection"
 
+    async def _can_retry_async(self, **kwargs: Any) -> bool:
+        if kwargs["request"].url.endswith("/chat.postMessage"):
+            # A post whose connection broke may have been made: never resent blindly here.
+            # Delivery retries it after looking for it by its metadata. Only a connection that
+            # was never established is safe to retry at once.
+            return isinstance(kwargs.get("error"), aiohttp.ClientConnectorError)
+        return await super()._can_retry_async(**kwargs)  # type: ignore[misc]
+
 
 class SlackAdapter:
     platform = PLATFORM

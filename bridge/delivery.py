@@ -149,19 +149,23 @@ class Delivery:
         attempt that may have posted it began; `mark`: the journal's "sending" time for it."""
         platform = job.inbound.platform
         failures = 0
-        counted = False
+        # An attempt (or, after a restart, the mark) that may have posted the part is followed
+        # by this one: where the platform cannot deduplicate, that is a possible repeat.
+        after_maybe = maybe_posted is not None
         while True:
             if mark is None:
                 mark = self._wall()
                 await self._journal.sending(job.event_id, part, mark)
-            if maybe_posted is not None and not counted:
-                counted = self._repeating(job, part, maybe_posted)
+            if after_maybe:
+                after_maybe = False
+                self._repeating(job, part, maybe_posted or mark)
             try:
                 message_id = await self._poster.send(job.outbound(part, maybe_posted is not None))
             except DeliveryFailed as exc:
                 failures += 1
-                if exc.maybe_sent and maybe_posted is None:
-                    maybe_posted = mark
+                if exc.maybe_sent:
+                    maybe_posted = maybe_posted or mark
+                    after_maybe = True
                 elif maybe_posted is None:
                     # Provably not posted: a crash now must not count it as a repeat.
                     mark = None
@@ -171,12 +175,12 @@ class Delivery:
             self.health.succeeded(platform)
             return message_id
 
-    def _repeating(self, job: _Job, part: int, since: float) -> bool:
+    def _repeating(self, job: _Job, part: int, since: float) -> None:
         """Count a resend the platform will not deduplicate (Telegram; Discord after its nonce
-        window): the part may now appear twice. True if counted."""
+        window): the part may now appear twice."""
         platform = job.inbound.platform
         if self._wall() - since <= self._poster.dedup_window(platform):
-            return False
+            return
         self._metrics.possibly_repeated.labels(platform).inc()
         log.warning(
             "%s chat %s: part %d of %s may have been posted already and is posted again "
@@ -187,7 +191,6 @@ class Delivery:
             job.event_id,
             extra={"platform": platform, "event_id": job.event_id},
         )
-        return True
 
     def _retry_in(self, job: _Job, part: int, exc: DeliveryFailed, failures: int) -> float:
         platform = job.inbound.platform

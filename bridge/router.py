@@ -197,7 +197,9 @@ class Router:
     async def _turn(self, job: _Job) -> None:
         """Answer (unless the journal has the reply already), store the reply, deliver it."""
         entry = job.entry
-        if entry is not None and entry.stage is Stage.ANSWERED and entry.reply is not None:
+        resumed = entry is not None and entry.stage is Stage.ANSWERED and entry.reply is not None
+        if resumed:
+            assert entry is not None and entry.reply is not None
             if entry.session is not None:  # re-applied: the crash may have come before its write
                 await self._put_session(entry.session)
             reply, sent, sending = entry.reply, len(entry.sent), entry.sending
@@ -216,7 +218,7 @@ class Router:
             reply,
             sent=sent,
             sending=sending,
-            recovered=entry is not None,
+            recovered=resumed,  # a "sending" mark from before the restart: maybe posted
         )
         if outcome is Outcome.ANSWERED:
             platform = job.inbound.platform

@@ -7,6 +7,10 @@ dispatches MESSAGE_CREATE; what the bot posts is in `posted`, and like Discord t
 bot's own messages back over the gateway. Faults: every REST fault of FakeServer, `rate_limit_next`
 (a 429 as Discord sends it), `forbid_next` (403 Missing Permissions), `disconnect()` (the gateway
 closes the socket) and `invalidate_next_resume()` (the client must IDENTIFY again).
+
+Like Discord, a message created with a `nonce` and `enforce_nonce: true` whose nonce the bot used
+within `nonce_window` seconds is not created again: the first one is returned (`nonce_hits` counts
+these). A RESUME replays every event dispatched after the client's last sequence number.
 """
 
 from __future__ import annotations
@@ -114,6 +118,9 @@ class FakeDiscord(FakeServer):
         self._invalidate_resumes = 0
         self.gateway_refused = False  # True: new gateway connections get HTTP 503
         self.advertised_gateway: str | None = None  # what gateway/bot names; None: this server
+        self.nonce_window = 300.0  # "the past few minutes"
+        self.nonces: dict[str, tuple[dict[str, Any], float]] = {}
+        self.nonce_hits = 0  # creates answered with the message already made for that nonce
         super().__init__()
         self.app.on_response_prepare.append(self._like_discord)
 
@@ -304,6 +311,12 @@ class FakeDiscord(FakeServer):
         if not self._known_channel(channel_id):
             return web.json_response({"message": "Unknown Channel", "code": 10003}, status=404)
         body = await request.json()
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            known = self.nonces.get(str(nonce))
+            if known is not None and time.monotonic() - known[1] <= self.nonce_window:
+                self.nonce_hits += 1
+                return web.json_response(known[0])
         guild_id = None if channel_id in self.dm_channels.values() else self.guild_id
         ref = body.get("message_reference")
         reply_to = self.messages.get(str(ref["message_id"])) if ref else None
@@ -311,6 +324,9 @@ class FakeDiscord(FakeServer):
         if reply_to is not None and not body.get("allowed_mentions", {}).get("replied_user"):
             data["mentions"] = [m for m in data["mentions"] if m["id"] != reply_to["author"]["id"]]
         data["allowed_mentions"] = body.get("allowed_mentions")  # kept for tests to inspect
+        if nonce is not None:
+            data["nonce"] = nonce
+            self.nonces[str(nonce)] = (data, time.monotonic())
         self.posted.append(data)
         await self._dispatch_for(guild_id, "MESSAGE_CREATE", data)  # the bot sees its own post
         return web.json_response(data)

@@ -10,7 +10,10 @@ API side that signs and POSTs events to the bridge the way Slack does.
     slack.error_next("/api/reactions.add", "already_reacted")        # HTTP 200, ok: false
 
 Every request is recorded (`calls`, and parsed as `api_calls`); messages posted are in `posted`,
-current reactions in `reactions`, Socket Mode acknowledgements in `acks`.
+current reactions in `reactions`, Socket Mode acknowledgements in `acks`. Like Slack, a message's
+`metadata` is kept and returned by `conversations.history` (newest first) and
+`conversations.replies` (a thread, oldest first) only with `include_all_metadata`; both page with
+`limit` and `cursor`. `missing_history_scope = True` makes them fail with `missing_scope`.
 """
 
 from __future__ import annotations
@@ -63,11 +66,13 @@ class FakeSlack(FakeServer):
         self.reactions: set[tuple[str, str, str]] = set()  # (channel, timestamp, name)
         self.acks: dict[str, dict[str, Any]] = {}
         self.sockets: list[web.WebSocketResponse] = []
+        self.missing_history_scope = False
         self._ts = itertools.count(1)
         super().__init__()
 
     def setup(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # conversations.* are GETs in slack_sdk
         app.router.add_get("/link", self._socket)
 
     @property
@@ -90,8 +95,10 @@ class FakeSlack(FakeServer):
         method = request.match_info["method"]
         if request.content_type == "application/json":
             args = await request.json()
-        else:
+        elif request.method == "POST":
             args = dict(await request.post())
+        else:
+            args = {}
         args.update(request.query)
         self.api_calls.append((method, {k: v for k, v in args.items() if k != "token"}))
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -105,6 +112,8 @@ class FakeSlack(FakeServer):
             "reactions.add": self._reaction_add,
             "reactions.remove": self._reaction_remove,
             "apps.connections.open": self._connections_open,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
         }.get(method)
         if handler is None:
             return _error("unknown_method")
@@ -119,9 +128,38 @@ class FakeSlack(FakeServer):
         if not args.get("text") and not args.get("blocks"):
             return _error("no_text")
         ts = f"{1_700_000_000 + next(self._ts)}.000100"
-        message = {**args, "ts": ts}
+        message = {**args, "ts": ts, "user": self.identity["user_id"], "bot_id": "B0BOT"}
+        if isinstance(message.get("metadata"), str):  # form-encoded: a JSON string
+            message["metadata"] = json.loads(message["metadata"])
         self.posted.append(message)
         return web.json_response({"ok": True, "channel": args["channel"], "ts": ts})
+
+    def _listed(self, messages: list[dict[str, Any]], args: dict[str, Any]) -> web.Response:
+        if self.missing_history_scope:
+            return _error("missing_scope")
+        keep_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        start = int(args.get("cursor") or 0)
+        limit = int(args.get("limit") or 100)
+        page = messages[start : start + limit]
+        shown = [
+            {k: v for k, v in m.items() if k in ("ts", "text", "user", "bot_id", "thread_ts")}
+            | ({"metadata": m["metadata"]} if keep_metadata and "metadata" in m else {})
+            for m in page
+        ]
+        more = start + limit < len(messages)
+        meta = {"next_cursor": str(start + limit) if more else ""}
+        return web.json_response({"ok": True, "messages": shown, "has_more": more,
+                                  "response_metadata": meta})  # fmt: skip
+
+    async def _history(self, args: dict[str, Any]) -> web.Response:
+        channel = args.get("channel")
+        found = [m for m in self.posted if m["channel"] == channel and not m.get("thread_ts")]
+        return self._listed(found[::-1], args)
+
+    async def _replies(self, args: dict[str, Any]) -> web.Response:
+        channel, thread = args.get("channel"), args.get("ts")
+        found = [m for m in self.posted if m["channel"] == channel and m.get("thread_ts") == thread]
+        return self._listed(found, args)
 
     async def _reaction_add(self, args: dict[str, Any]) -> web.Response:
         key = (args["channel"], args["timestamp"], args["name"])
