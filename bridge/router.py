@@ -264,7 +264,12 @@ class Router:
         inbound = job.inbound
         job.backend = name = self.backend_for(inbound)
         backend = self._backends[name]
-        session = Session(job.key, await self._store.sessions.get(job.key, name))
+        stored = Session(job.key, await self._store.sessions.get(job.key, name))
+
+        async def checkpoint(state: Mapping[str, object]) -> None:
+            await self._store.sessions.put(job.key, name, _keep_generation(state, stored))
+
+        session = Session(job.key, stored.state, checkpoint)
         # Asked before: a crash cut that call short, and the question may have reached the API.
         again = job.entry is not None and job.entry.asks > 0
         await self._store.journal.asked(job.dedup_id)

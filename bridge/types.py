@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,15 @@ class Session:
 
     key: str  # wx:dm:… or wx:group:…:user:…
     state: Mapping[str, Any]  # what the backend returned last time (empty when new or reset)
+    # Saves state a turn creates before its answer exists (a new thread id), so that `resume`
+    # after a crash finds what the first attempt made. None: nowhere to save (probes, tests).
+    checkpoint: Callable[[Mapping[str, Any]], Awaitable[None]] | None = field(
+        default=None, compare=False
+    )
+
+    async def save(self, state: Mapping[str, Any]) -> None:
+        if self.checkpoint is not None:
+            await self.checkpoint(state)
 
     @property
     def generation(self) -> int:

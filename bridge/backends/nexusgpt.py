@@ -101,14 +101,14 @@ class NexusGPTBackend:
                 thread = None
         fresh = thread is None
         if thread is None:
-            thread, cursor, waiting = await self._create(), None, 0
+            thread, cursor, waiting = await self._create(session), None, 0
         try:
             await self._post(thread, parts)
         except Rejected as exc:
             if exc.status != 404 or fresh:
                 raise
             log.info("backend %s: thread %s expired; sending again in a new one", self.name, thread)
-            thread, cursor, waiting = await self._create(), None, 0
+            thread, cursor, waiting = await self._create(session), None, 0
             await self._post(thread, parts)
         return await self._answer(session, thread, cursor, waiting + len(parts) - 1, deadline)
 
@@ -162,13 +162,16 @@ class NexusGPTBackend:
             raise InputTooLong(MAX_CONTENT, len(text))
         return split(text, MAX_CONTENT)
 
-    async def _create(self) -> str:
+    async def _create(self, session: Session) -> str:
         # An empty thread: resending the call can at worst leave an unused thread behind.
         response = await self._api.call("POST", "thread", json={})
         body = _http.json_body(response)
         if not isinstance(body, dict) or not body.get("id"):
             raise BadResponse(f"thread created without an id: {str(body)[:120]!r}")
-        return str(body["id"])
+        thread = str(body["id"])
+        # Saved before our message goes in, so that `resume` after a crash looks in this thread.
+        await session.save({**session.state, "thread_id": thread, "cursor": None})
+        return thread
 
     async def _post(self, thread: str, parts: Sequence[str]) -> None:
         for part in parts:
