@@ -10,7 +10,9 @@ closes the socket) and `invalidate_next_resume()` (the client must IDENTIFY agai
 
 Like Discord, a message created with a `nonce` and `enforce_nonce: true` whose nonce the bot used
 within `nonce_window` seconds is not created again: the first one is returned (`nonce_hits` counts
-these). A RESUME replays every event dispatched after the client's last sequence number.
+these). A RESUME replays every event dispatched after the client's last sequence number, and
+the last `replay_seen` events before it as well (a redelivery of events the client already had);
+`redeliver(data)` dispatches a message the client has seen once more.
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ class FakeDiscord(FakeServer):
         self._invalidate_resumes = 0
         self.gateway_refused = False  # True: new gateway connections get HTTP 503
         self.advertised_gateway: str | None = None  # what gateway/bot names; None: this server
+        self.replay_seen = 0  # events at or before the client's sequence a RESUME sends again
         self.nonce_window = 300.0  # "the past few minutes"
         self.nonces: dict[str, tuple[dict[str, Any], float]] = {}
         self.nonce_hits = 0  # creates answered with the message already made for that nonce
@@ -413,9 +416,13 @@ class FakeDiscord(FakeServer):
             await connection.send({"op": 9, "d": False, "s": None, "t": None})
             return
         self._attach(connection, session)
+        seen = data.get("seq") or 0
+        if self.replay_seen:  # a fault: events the client had already, delivered again
+            for event in [e for e in session.events if e["s"] <= seen][-self.replay_seen :]:
+                await connection.send(event)
         # Like Discord, replay what was dispatched while the client was away.
         for event in session.events:
-            if event["s"] > (data.get("seq") or 0):
+            if event["s"] > seen:
                 await connection.send(event)
         await self._dispatch(session, "RESUMED", {})
 
@@ -438,6 +445,10 @@ class FakeDiscord(FakeServer):
         if not sessions:
             raise AssertionError("no gateway session: is the bot connected?")
         await self._dispatch(sessions[-1], event, data)
+
+    async def redeliver(self, data: dict[str, Any]) -> None:
+        """Dispatch a message the client has already been sent, once more."""
+        await self._dispatch_for(data.get("guild_id"), "MESSAGE_CREATE", data)
 
     async def wait_identified(self, count: int = 1, timeout: float = 5.0) -> None:
         async with asyncio.timeout(timeout):
