@@ -121,6 +121,15 @@ class Bridge:
         return [adapter.platform for adapter in self.adapters]
 
     async def start(self) -> None:
+        """Start everything in order; if a part fails, what already started is stopped again
+        (the store's lock released, its thread ended) before the error is raised."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.store.open()
         # Before any new message can arrive: recovered messages keep their places in their lanes.
         # Only the platforms running here: another's messages stay pending for their own daemon.

@@ -98,13 +98,11 @@ async def _run(config: Config | None) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await bridge.start()
-    except StoreLocked as exc:  # another daemon owns this state file
+    except StoreLocked as exc:  # another daemon owns this state file (start() undid itself)
         log.error("botbridge could not start: %s", exc)
-        await bridge.stop()
         return 1
     except Exception as exc:  # a port in use, an unreachable store: say it in one line
         log.error("botbridge could not start: %s: %s", type(exc).__name__, exc)
-        await bridge.stop()
         return 1
     _summary(config, bridge)
     await stop.wait()
@@ -188,7 +186,6 @@ async def _console(config: Config | None, *, user: str, group: str | None) -> in
         await bridge.start()
     except StoreLocked as exc:  # the daemon runs on this state: say so, touch nothing
         print(f"botbridge: {exc}", file=sys.stderr)
-        await bridge.stop()
         return 1
     try:
         await console.finished.wait()

@@ -225,6 +225,7 @@ async def test_rate_limited_post_is_retried_by_discord_py(fake, running):
 async def test_a_forbidden_channel_makes_each_reply_undeliverable_once_and_other_chats_work(
     fake, running, caplog
 ):
+    caplog.set_level(logging.INFO)
     cfg = config(fake)
     bridge = await running(cfg, DiscordAdapter(cfg.adapters.discord, Metrics()))
     fake.forbid_next(fake.channel_id, times=2)

@@ -344,6 +344,7 @@ async def test_a_post_whose_answer_was_lost_is_found_by_its_metadata_not_posted_
 async def test_without_the_history_scope_a_lost_post_is_sent_again_and_counted(
     slack, openai_fake, running, caplog
 ):
+    caplog.set_level(logging.INFO)
     bridge = await start_fast_delivery(running, slack, openai_fake)
     slack.missing_history_scope = True
     slack.lose_answer_next(path="/api/chat.postMessage")

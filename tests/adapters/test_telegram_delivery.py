@@ -3,6 +3,7 @@ happens when a send fails, is lost, or was cut short by a crash; what a restart 
 
 from __future__ import annotations
 
+import logging
 import time
 
 import httpx
@@ -38,6 +39,7 @@ def repeated(world) -> float:
 
 
 async def test_a_send_whose_answer_was_lost_is_sent_again_once_and_counted(fake, running, caplog):
+    caplog.set_level(logging.INFO)
     world = await start_world(running, fake, "polling", bridge=FAST)
     # Telegram posts the message, then the connection breaks before the bot reads the answer.
     fake.lose_answer_next(path=f"/bot{fake.token}/sendMessage")

@@ -5,6 +5,7 @@ undeliverable, readiness follows the sends, and a stop never loses a stored repl
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from bridge.app import Bridge
@@ -93,6 +94,7 @@ async def test_readiness_goes_red_while_sends_fail_and_green_after_one_succeeds(
 
 
 async def test_a_refused_reply_ends_undeliverable_and_the_session_goes_on(running, caplog):
+    caplog.set_level(logging.INFO)
     console = FlakyConsole(user="ann")
     bridge = await running(config(), console)
     console.refusing.add("ann")

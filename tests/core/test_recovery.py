@@ -5,6 +5,7 @@ platform's pending messages are left alone."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from bridge.app import Bridge
@@ -68,6 +69,7 @@ async def test_nexusgpt_finds_the_question_already_in_its_thread_and_polls_for_t
 async def test_a_server_that_keeps_history_by_session_is_asked_again_and_it_is_counted(
     tmp_path, running, caplog
 ):
+    caplog.set_level(logging.INFO)
     async with FakeOpenAI() as llm:
         cfg = config(tmp_path, {"type": "openai", "base_url": llm.base_url, "session": "body"})
         llm.slow_next(30)
