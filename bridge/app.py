@@ -75,7 +75,7 @@ class Bridge:
         self.config = config
         self.adapters = list(adapters)
         self.metrics = metrics or Metrics()
-        self.store = store or open_store(config.bridge)
+        self.store = store or open_store(config.bridge, owner=True)
         self.backends = (
             dict(backends)
             if backends is not None

@@ -264,15 +264,15 @@ class Router:
         inbound = job.inbound
         job.backend = name = self.backend_for(inbound)
         backend = self._backends[name]
-        stored = Session(job.key, await self._store.sessions.get(job.key, name))
+        # Asked before: a crash cut that call short, and the question may have reached the API.
+        again = job.entry is not None and job.entry.asks > 0
+        _, state = await self._store.journal.asked(job.dedup_id, job.key, name)
+        stored = Session(job.key, state)
 
         async def checkpoint(state: Mapping[str, object]) -> None:
             await self._store.sessions.put(job.key, name, _keep_generation(state, stored))
 
         session = Session(job.key, stored.state, checkpoint)
-        # Asked before: a crash cut that call short, and the question may have reached the API.
-        again = job.entry is not None and job.entry.asks > 0
-        await self._store.journal.asked(job.dedup_id)
         metrics = self._metrics
         async with self._outbox.working(inbound), self._slot():
             job.asked = asked = self._clock()

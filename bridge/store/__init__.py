@@ -25,9 +25,12 @@ class Journal(Protocol):
         """Remember the event for `ttl` seconds and keep it pending (stage accepted); False if
         the id was seen before (a redelivery)."""
 
-    async def asked(self, event_id: str) -> int:
+    async def asked(
+        self, event_id: str, session_key: str, backend: str
+    ) -> tuple[int, dict[str, Any]]:
         """Stage asked, recorded before the backend call: how many calls have begun, this one
-        included (more than one only after a crash)."""
+        included (more than one only after a crash), and the session's state for `backend` (as
+        `sessions.get` gives it), read in the same round trip because the call needs both."""
 
     async def answered(
         self, event_id: str, reply: Reply, session: SessionWrite | None = None
@@ -83,7 +86,10 @@ class Store(Protocol):
         """Raise if the store cannot be reached (readiness)."""
 
 
-def open_store(settings: BridgeSettings) -> Store:
+def open_store(settings: BridgeSettings, *, owner: bool = False) -> Store:
+    """The configured store. `owner`: this process answers pending messages (a daemon, the
+    console): a SQLite file is then locked for it alone. Tools that only read or edit the store
+    beside a running daemon leave it False."""
     if settings.store.type == "redis":
         from .redis import RedisStore  # imported only when configured
 
@@ -91,7 +97,7 @@ def open_store(settings: BridgeSettings) -> Store:
         return RedisStore(store.url, store.prefix, lease=store.lease)
     from .sqlite import SqliteStore
 
-    return SqliteStore(settings.store_path())
+    return SqliteStore(settings.store_path(), owner=owner)
 
 
 __all__ = ["Counters", "Journal", "Sessions", "Store", "open_store"]

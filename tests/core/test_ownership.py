@@ -32,9 +32,12 @@ def dm(n: int, platform: str = "console") -> dict:
 
 async def test_a_second_store_on_the_same_file_is_refused_naming_the_holder(tmp_path):
     path = str(tmp_path / "state.sqlite3")
-    first = SqliteStore(path)
+    first = SqliteStore(path, owner=True)
     await first.open()
-    second = SqliteStore(path)
+    beside = SqliteStore(path)  # a tool reading beside the daemon is not an owner
+    await beside.open()
+    await beside.close()
+    second = SqliteStore(path, owner=True)
     with pytest.raises(StoreLocked) as refused:
         await second.open()
     assert refused.value.path == path and refused.value.pid == str(os.getpid())
@@ -85,7 +88,7 @@ async def test_a_live_process_keeps_its_messages_a_dead_ones_are_taken_once_expi
     assert await other.journal.pending() == []  # its lease has not run out yet
     taken = await eventually(other.journal.pending, 5, every=0.05)
     assert [e.event_id for e in taken] == ["e1"] and taken[0].owner == other.owner
-    assert await other.journal.asked("e1") == 1  # now the taker's to write
+    assert (await other.journal.asked("e1", "k", "main"))[0] == 1  # now the taker's
 
 
 async def test_a_process_that_stalled_past_its_lease_cannot_write_over_its_successor(

@@ -125,7 +125,7 @@ async def test_every_stage_survives_a_restart(stores):
     store = await stores.open()
     journal = store.journal
     await journal.accept("e", dm(7), ttl=60)
-    assert await journal.asked("e") == 1
+    assert await journal.asked("e", "wx:dm:tg.7", "main") == (1, {})
     reply = Reply(("part one", "part two", "part three"), "answer")
     session = SessionWrite("wx:dm:tg.7", "main", {"history": [1, 2]})
     marked = await journal.answered("e", reply, session)
@@ -147,14 +147,16 @@ async def test_every_stage_survives_a_restart(stores):
     assert entry.sent == ("m-100", "m-101,m-102") and entry.sending is None
 
 
-async def test_asks_are_counted_across_restarts(stores):
+async def test_asks_are_counted_across_restarts_and_read_the_session_state(stores):
     store = await stores.open()
+    await store.sessions.put("wx:dm:tg.1", "main", {"thread_id": "t1"})
     await store.journal.accept("e", dm(1), ttl=60)
-    await store.journal.asked("e")
+    await store.journal.asked("e", "wx:dm:tg.1", "main")
     store = await stores.restart()
     [entry] = await store.journal.pending()
     assert entry.stage is Stage.ASKED and entry.asks == 1
-    assert await store.journal.asked("e") == 2
+    assert await store.journal.asked("e", "wx:dm:tg.1", "main") == (2, {"thread_id": "t1"})
+    assert await store.journal.asked("e", "wx:dm:tg.1", "other") == (3, {})
 
 
 async def test_writes_out_of_order_are_refused(store):
@@ -166,7 +168,7 @@ async def test_writes_out_of_order_are_refused(store):
     with pytest.raises(NotOwner):
         await store.journal.sent("e", 0, "again")  # recorded once only
     with pytest.raises(NotOwner):
-        await store.journal.asked("never-accepted")
+        await store.journal.asked("never-accepted", "k", "main")
 
 
 async def test_completion_keeps_the_id_and_outcome_and_drops_the_text(stores):
@@ -242,5 +244,5 @@ async def test_a_state_file_from_before_the_journal_keeps_its_pending_messages(t
     await store.open()
     [entry] = await store.journal.pending()
     assert entry.event_id == "old" and entry.stage is Stage.ACCEPTED
-    assert await store.journal.asked("old") == 1
+    assert (await store.journal.asked("old", "k", "main"))[0] == 1
     await store.close()

@@ -38,11 +38,13 @@ return 0
 # Every write below starts by checking that the entry exists and is ours (-1 otherwise).
 _MINE = "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return -1 end\n"
 
+# KEYS: entry, the backend's state hash. ARGV: owner, session key. {asks, state or nil}.
 _ASKED = (
     _MINE
     + """
 redis.call('HSET', KEYS[1], 'stage', 'asked')
-return redis.call('HINCRBY', KEYS[1], 'asks', 1)
+local asks = redis.call('HINCRBY', KEYS[1], 'asks', 1)
+return {asks, redis.call('HGET', KEYS[2], ARGV[2])}
 """
 )
 
@@ -138,8 +140,18 @@ class RedisJournal:
         result = await self._script("accept", _ACCEPT)(keys=keys, args=args, client=store.redis)
         return bool(result)
 
-    async def asked(self, event_id: str) -> int:
-        return await self._write("asked", _ASKED, event_id)
+    async def asked(
+        self, event_id: str, session_key: str, backend: str
+    ) -> tuple[int, dict[str, Any]]:
+        store = self._store
+        keys = [self._entry_key(event_id), store.key("state", backend)]
+        result = await self._script("asked", _ASKED)(
+            keys=keys, args=[store.owner, session_key], client=store.redis
+        )
+        if not isinstance(result, list):
+            raise NotOwner(f"{event_id} is not pending here (taken over, or at another stage)")
+        asks, state = result[0], result[1] if len(result) > 1 else None
+        return int(asks), json.loads(state) if state else {}
 
     async def answered(
         self, event_id: str, reply: Reply, session: SessionWrite | None = None

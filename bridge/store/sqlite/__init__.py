@@ -2,9 +2,10 @@
 
 One connection, shared by the store's parts (`journal`, `sessions`, `counters`), each in a module
 of its own with its own tables. Every operation is one autocommitted statement: one round trip to
-aiosqlite's thread. One process owns a file: `open` takes an advisory lock on `{file}.lock`
-(holding the owner's pid), so a second daemon or console on the same state refuses to start
-instead of answering the first one's pending messages again.
+aiosqlite's thread. One process answers a file's pending messages: opened as their `owner` (the
+daemon, the console), the store takes an advisory lock on `{file}.lock` holding its pid, so a
+second daemon or console on the same state refuses to start instead of answering the first one's
+pending messages again. Tools that only read or edit beside a running daemon open it unlocked.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from . import counters, journal, sessions
 class SqliteStore:
     shared = False  # one process per file (the lock)
 
-    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str, clock: Callable[[], float] = time.time, *, owner: bool = False
+    ) -> None:
         self._path = path
         self.clock = clock
+        self._owner = owner
         self._db: aiosqlite.Connection | None = None
         self._lock: int | None = None  # the lock file's descriptor while open
         self.journal = journal.SqliteJournal(self)
@@ -42,7 +46,8 @@ class SqliteStore:
     async def open(self) -> None:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            self._lock = lock_file(f"{self._path}.lock", self._path)
+            if self._owner:
+                self._lock = lock_file(f"{self._path}.lock", self._path)
         try:
             self._db = await aiosqlite.connect(self._path, isolation_level=None)  # autocommit
             await self._db.execute("PRAGMA journal_mode=WAL")

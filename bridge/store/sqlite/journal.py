@@ -80,14 +80,18 @@ class SqliteJournal:
             return True
         return False
 
-    async def asked(self, event_id: str) -> int:
+    async def asked(
+        self, event_id: str, session_key: str, backend: str
+    ) -> tuple[int, dict[str, Any]]:
         rows = await self._store.db.execute_fetchall(
-            f"UPDATE events SET stage = 'asked', asks = asks + 1 {_PENDING} RETURNING asks",
-            (event_id,),
+            f"UPDATE events SET stage = 'asked', asks = asks + 1 {_PENDING} RETURNING asks,"
+            " (SELECT value FROM state WHERE session_key = ? AND backend = ?)",
+            (event_id, session_key, backend),
         )
         if not rows:
             raise NotOwner(f"{event_id} is not pending")
-        return int(rows[0][0])
+        asks, state = rows[0]
+        return int(asks), json.loads(state) if state else {}
 
     async def answered(
         self, event_id: str, reply: Reply, session: SessionWrite | None = None
