@@ -5,18 +5,26 @@ accepted → asked (recorded before the backend call; counted) → answered (the
 cleaned and split for the platform, stored before anything is sent) → for each part, in order,
 "sending" (recorded before the post) then "sent" (the platform's message id) → completed (text and
 reply dropped; the event id kept for deduplication until its TTL, with the outcome). The store
-implements the writes (`bridge.store.Journal`); this module holds the data and the rules.
+implements the writes (`bridge.store.Journal`); this module holds the data and the rules
+(`Stages`), which the router follows and delivery carries out.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+import logging
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .types import Inbound
+from .types import Inbound, Session
+
+if TYPE_CHECKING:  # types only: the store and delivery import this module's data
+    from .delivery import Delivery
+    from .store import Store
+
+log = logging.getLogger("bridge.router")
 
 
 class Stage(enum.StrEnum):
@@ -99,6 +107,11 @@ class Entry:
         return str(self.payload.get("platform", ""))
 
     @property
+    def delivering(self) -> bool:
+        """Its reply is stored: recovery delivers it and never asks again."""
+        return self.stage is Stage.ANSWERED and self.reply is not None
+
+    @property
     def next_part(self) -> int:
         """The first part not yet posted (parts go out in order)."""
         return len(self.sent)
@@ -113,3 +126,67 @@ def part_key(event_id: str, part: int) -> str:
     two different messages (an 80-bit hash of the event id)."""
     digest = hashlib.blake2b(event_id.encode(), digest_size=10).hexdigest()
     return f"{digest}.{part}"
+
+
+class Stages:
+    """The stage logic over the store: each step writes its stage before acting on it, and a
+    message recovered after a crash is resumed where its stage says."""
+
+    def __init__(self, store: Store, delivery: Delivery) -> None:
+        self._store = store
+        self._delivery = delivery
+
+    async def recoverable(self, platforms: Collection[str] | None) -> list[tuple[Entry, Inbound]]:
+        """The pending messages of `platforms` no live process is answering, now ours, with
+        their `Inbound`; one that cannot be read back is completed as unreadable."""
+        found = []
+        for entry in await self._store.journal.pending(platforms):
+            try:
+                found.append((entry, entry.inbound()))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("pending message %s unreadable, dropped: %r", entry.event_id, exc)
+                await self._store.journal.complete(entry.event_id, Outcome.UNREADABLE)
+        return found
+
+    async def asking(self, event_id: str, session_key: str, backend: str) -> Session:
+        """Record the ask (before the backend call) and return the session to ask in: its stored
+        state, and a checkpoint that saves state the turn creates before its answer."""
+        _, state = await self._store.journal.asked(event_id, session_key, backend)
+        stored = Session(session_key, state)
+
+        async def checkpoint(new: Mapping[str, Any]) -> None:
+            await self._store.sessions.put(session_key, backend, stored.with_generation(new))
+
+        return Session(session_key, state, checkpoint)
+
+    async def answered(
+        self, event_id: str, inbound: Inbound, reply: Reply, session: SessionWrite | None
+    ) -> Outcome:
+        """Store the reply (with the backend's new session state) before anything is sent, then
+        deliver it."""
+        sending = await self._store.journal.answered(event_id, reply, session)
+        if session is not None:
+            await self._put(session)
+        return await self._delivery.deliver(event_id, inbound, reply, sending=sending)
+
+    async def resume(self, entry: Entry, inbound: Inbound) -> Outcome:
+        """A message recovered with its reply stored: never asked again; its session state is
+        written again (the crash may have come before that write) and its unsent parts posted,
+        the first of them perhaps already on the platform (its "sending" mark)."""
+        assert entry.reply is not None
+        if entry.session is not None:
+            await self._put(entry.session)
+        return await self._delivery.deliver(
+            entry.event_id,
+            inbound,
+            entry.reply,
+            sent=entry.next_part,
+            sending=entry.sending,
+            recovered=True,
+        )
+
+    async def complete(self, event_id: str, outcome: Outcome) -> None:
+        await self._store.journal.complete(event_id, outcome)
+
+    async def _put(self, write: SessionWrite) -> None:
+        await self._store.sessions.put(write.session_key, write.backend, write.state)

@@ -24,13 +24,13 @@ from .commands import Commands
 from .config import AccessSettings, BridgeSettings, Route
 from .delivery import Deferred, Delivery, Poster
 from .errors import BackendError, InputTooLong, NotOwner
-from .journal import Entry, Outcome, Reply, SessionWrite, Stage
+from .journal import Entry, Outcome, Reply, SessionWrite, Stages
 from .lanes import Lanes
 from .metrics import Metrics
 from .session import key_for
 from .store import Store
 from .text import clean, split, utf16_len
-from .types import Addressed, Answer, Inbound, Limits, Session
+from .types import Addressed, Answer, Inbound, Limits
 
 log = logging.getLogger("bridge.router")
 
@@ -95,6 +95,7 @@ class Router:
         self._lanes = Lanes(on_change=self._lanes_changed, held=True)
         self._commands = Commands(store=store, backends=backends, settings=settings)
         self.delivery = Delivery(store.journal, outbox, settings.delivery, self._metrics)
+        self._stages = Stages(store, self.delivery)
         self._closing = False
         self._deferred: set[str] = set()  # sessions whose turn waits for the next start
 
@@ -133,25 +134,18 @@ class Router:
 
     async def recover(self, platforms: Collection[str] | None = None) -> int:
         """Queue the pending messages of `platforms` that no live process is answering (at
-        start: everything accepted before the restart and not completed), each resuming at the
+        start: everything accepted before the restart and not completed), each to resume at the
         stage the journal recorded."""
-        count = 0
-        for entry in await self._store.journal.pending(platforms):
-            try:
-                inbound = entry.inbound()
-            except (KeyError, TypeError, ValueError) as exc:
-                log.error("pending message %s unreadable, dropped: %r", entry.event_id, exc)
-                await self._store.journal.complete(entry.event_id, Outcome.UNREADABLE)
-                continue
+        found = await self._stages.recoverable(platforms)
+        for entry, inbound in found:
             key = key_for(inbound, self._settings.session_keys)
             job = _Job(inbound, key, entry.event_id, self._clock(), entry=entry)
             job.accepted.set_result(True)
             self._lanes.submit(job.key, lambda job=job: self._run(job))
             self._metrics.recovered.labels(str(entry.stage)).inc()
-            count += 1
-        if count:
-            log.info("recovering %d pending message(s)", count)
-        return count
+        if found:
+            log.info("recovering %d pending message(s)", len(found))
+        return len(found)
 
     def open(self) -> None:
         """Let the lanes run (once the adapters are up)."""
@@ -192,34 +186,18 @@ class Router:
         except Exception:
             # Completed anyway: a message that breaks the bridge must not come back at every start.
             log.exception("session %s: giving up on %s", job.key, job.dedup_id, extra=_context(job))
-            await self._store.journal.complete(job.dedup_id, Outcome.FAILED)
+            await self._stages.complete(job.dedup_id, Outcome.FAILED)
 
     async def _turn(self, job: _Job) -> None:
         """Answer (unless the journal has the reply already), store the reply, deliver it."""
-        entry = job.entry
-        resumed = entry is not None and entry.stage is Stage.ANSWERED and entry.reply is not None
-        if resumed:
-            assert entry is not None and entry.reply is not None
-            if entry.session is not None:  # re-applied: the crash may have come before its write
-                await self._put_session(entry.session)
-            reply, sent, sending = entry.reply, len(entry.sent), entry.sending
+        if job.entry is not None and job.entry.delivering:
+            outcome = await self._stages.resume(job.entry, job.inbound)
         else:
-            found = await self._answer(job)
-            if found is None:
-                await self._store.journal.complete(job.dedup_id, Outcome.SILENT)
+            reply = await self._answer(job)
+            if reply is None:
+                await self._stages.complete(job.dedup_id, Outcome.SILENT)
                 return
-            reply, sent = found, 0
-            sending = await self._store.journal.answered(job.dedup_id, reply, job.session)
-            if job.session is not None:
-                await self._put_session(job.session)
-        outcome = await self.delivery.deliver(
-            job.dedup_id,
-            job.inbound,
-            reply,
-            sent=sent,
-            sending=sending,
-            recovered=resumed,  # a "sending" mark from before the restart: maybe posted
-        )
+            outcome = await self._stages.answered(job.dedup_id, job.inbound, reply, job.session)
         if outcome is Outcome.ANSWERED:
             platform = job.inbound.platform
             self._metrics.message(platform, "answered")
@@ -227,9 +205,6 @@ class Router:
                 done = self._clock()
                 self._metrics.bridge_added(platform, job.asked - job.started, done - job.answered)
             log.info("answered", extra=_context(job, job.backend, self._clock() - job.started))
-
-    async def _put_session(self, write: SessionWrite) -> None:
-        await self._store.sessions.put(write.session_key, write.backend, write.state)
 
     async def _answer(self, job: _Job) -> Reply | None:
         """The reply to post, or None when the message gets none."""
@@ -266,13 +241,7 @@ class Router:
         backend = self._backends[name]
         # Asked before: a crash cut that call short, and the question may have reached the API.
         again = job.entry is not None and job.entry.asks > 0
-        _, state = await self._store.journal.asked(job.dedup_id, job.key, name)
-        stored = Session(job.key, state)
-
-        async def checkpoint(state: Mapping[str, object]) -> None:
-            await self._store.sessions.put(job.key, name, _keep_generation(state, stored))
-
-        session = Session(job.key, stored.state, checkpoint)
+        session = await self._stages.asking(job.dedup_id, job.key, name)
         metrics = self._metrics
         async with self._outbox.working(inbound), self._slot():
             job.asked = asked = self._clock()
@@ -286,7 +255,7 @@ class Router:
                 return self._reply(job, _too_long(exc.length, exc.limit), kind="notice")
             except BackendError as exc:
                 if exc.state is not None:
-                    job.session = SessionWrite(job.key, name, _keep_generation(exc.state, session))
+                    job.session = SessionWrite(job.key, name, session.with_generation(exc.state))
                 self._failed(job, name, exc.cause, asked, f"{exc.cause}: {exc}")
                 return self._reply(job, self._settings.apology, kind="apology")
             except Exception as exc:  # a bug in a backend must not take the daemon down
@@ -306,7 +275,7 @@ class Router:
                 extra=_context(job, name),
             )
         if answer.state is not None:
-            job.session = SessionWrite(job.key, name, _keep_generation(answer.state, session))
+            job.session = SessionWrite(job.key, name, session.with_generation(answer.state))
         return self._reply(job, clean(answer.text) or EMPTY_ANSWER, kind="answer")
 
     def _failed(self, job: _Job, backend: str, cause: str, asked: float, detail: str) -> None:
@@ -380,13 +349,6 @@ def _context(job: _Job, backend: str | None = None, took: float | None = None) -
         "backend": backend,
         "latency_ms": None if took is None else round(took * 1000, 1),
     }
-
-
-def _keep_generation(state: Mapping[str, object], session: Session) -> dict[str, object]:
-    merged = dict(state)
-    if session.generation:
-        merged["generation"] = session.generation
-    return merged
 
 
 def _unsupported(what: str) -> str:

@@ -129,6 +129,13 @@ class Session:
         if self.checkpoint is not None:
             await self.checkpoint(state)
 
+    def with_generation(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """A backend's new `state` for this session, keeping its /reset generation."""
+        merged = dict(state)
+        if self.generation:
+            merged["generation"] = self.generation
+        return merged
+
     @property
     def generation(self) -> int:
         """How many times /reset was used; backends keyed by session id send a new id for each."""
