@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pytest
+
 from bridge.app import Bridge
 from bridge.journal import Outcome, Reply, SessionWrite
 from bridge.router import dedup_id
@@ -66,38 +68,32 @@ async def test_nexusgpt_finds_the_question_already_in_its_thread_and_polls_for_t
         assert (await console.replies(2))[1] == "echo: and 7 x 8?"
 
 
-async def test_a_server_that_keeps_history_by_session_is_asked_again_and_it_is_counted(
-    tmp_path, running, caplog
+@pytest.mark.parametrize(
+    "mode, reasked", [("body", 1), ("bridge", 0)], ids=["server-keeps-history", "bridge-keeps-it"]
+)
+async def test_a_question_cut_short_is_asked_again_and_counted_when_the_server_keeps_history(
+    tmp_path, running, caplog, mode, reasked
 ):
     caplog.set_level(logging.INFO)
     async with FakeOpenAI() as llm:
-        cfg = config(tmp_path, {"type": "openai", "base_url": llm.base_url, "session": "body"})
-        llm.slow_next(30)
-        await killed_while_asking(cfg, llm, "remember me", lambda calls: calls)
-        console = RecordingConsole(user="ann")
-        bridge = await running(cfg, console)
-        assert await console.replies(1) == ["echo: remember me"]
-        asks = llm.calls_to("/v1/chat/completions")
-        assert [c.json["session_id"] for c in asks] == ["wx:dm:cl.ann"] * 2  # one retry
-        assert bridge.metrics.reasked.labels("main")._value.get() == 1
-        assert "asked backend main again after a restart" in caplog.text
-
-
-async def test_bridge_kept_history_holds_a_question_asked_twice_only_once(tmp_path, running):
-    async with FakeOpenAI() as llm:
-        cfg = config(tmp_path, {"type": "openai", "base_url": llm.base_url, "session": "bridge"})
+        cfg = config(tmp_path, {"type": "openai", "base_url": llm.base_url, "session": mode})
         llm.slow_next(30)
         await killed_while_asking(cfg, llm, "first question", lambda calls: calls)
         console = RecordingConsole(user="ann")
         bridge = await running(cfg, console)
         assert await console.replies(1) == ["echo: first question"]
-        assert bridge.metrics.reasked.labels("main")._value.get() == 0
+        assert len(llm.calls_to("/v1/chat/completions")) == 2  # asked again, once
+        assert bridge.metrics.reasked.labels("main")._value.get() == reasked
+        assert ("asked backend main again after a restart" in caplog.text) is bool(reasked)
         await console.say("second question")
         await console.replies(2)
-        last = llm.calls_to("/v1/chat/completions")[-1].json["messages"]
-        assert [m["content"] for m in last] == [
-            "first question", "echo: first question", "second question"
-        ]  # fmt: skip
+        last = llm.calls_to("/v1/chat/completions")[-1].json
+        if mode == "bridge":  # the history is stored with the answer: the question is in it once
+            assert [m["content"] for m in last["messages"]] == [
+                "first question", "echo: first question", "second question"
+            ]  # fmt: skip
+        else:
+            assert last["session_id"] == "wx:dm:cl.ann"
 
 
 def message(platform: str, chat: str, text: str, event: str) -> Inbound:

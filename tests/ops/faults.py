@@ -24,6 +24,7 @@ SEED = int(os.environ.get("BOTBRIDGE_FAULTS_SEED") or random.SystemRandom().rand
 REDELIVERIES = 1000 if FULL else 200  # in all, over the three platforms
 KILLS = 100 if FULL else 7  # per platform
 SESSIONS = 20
+TIMEOUT = 3600 if FULL else 300  # seconds per test (pytest-timeout)
 
 _MARK = re.compile(r"\[(s\d+-m\d+) part (\d+)\]")
 

@@ -21,9 +21,9 @@ from tests.fakes.base import eventually
 from tests.fakes.discord_gateway import ALICE, TOKEN, FakeDiscord
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackEvents, im
 from tests.fakes.telegram_api import FakeTelegram, user
-from tests.ops.faults import REDELIVERIES, SESSIONS, report, rng
+from tests.ops.faults import REDELIVERIES, SESSIONS, TIMEOUT, report, rng
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(TIMEOUT)]
 
 PER_PLATFORM = REDELIVERIES // 4  # Telegram, Slack over HTTP, Slack's socket, Discord
 ECHO = {"echo": {"type": "echo"}}

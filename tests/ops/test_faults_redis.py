@@ -19,10 +19,10 @@ import redis.asyncio as aioredis
 from tests.fakes.base import eventually
 from tests.fakes.nexusgpt_api import FakeNexusGPT
 from tests.fakes.telegram_api import FakeTelegram, user
-from tests.ops.faults import FULL, SESSIONS, report, rng
+from tests.ops.faults import FULL, SESSIONS, TIMEOUT, report, rng
 from tests.ops.test_daemon import Daemon, daemon, stop
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(TIMEOUT)]
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "webhook-secret-7f3a"
