@@ -21,6 +21,10 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 
+class NotSent(NetworkError):
+    """The request never reached Telegram (no connection could be made): safe to send again."""
+
+
 class AiohttpRequest(BaseRequest):
     def __init__(
         self,
@@ -77,6 +81,8 @@ class AiohttpRequest(BaseRequest):
                 method, url, data=_body(request_data), timeout=timeout
             ) as response:
                 return response.status, await response.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as err:
+            raise NotSent(f"aiohttp.{type(err).__name__}: {err}") from err
         except TimeoutError as err:
             raise TimedOut from err
         except aiohttp.ClientError as err:

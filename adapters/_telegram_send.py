@@ -1,8 +1,11 @@
 """Posting to Telegram: Markdown → text + entities, Telegram's limits, and retries.
 
 A 429 is waited out (`retry_after`), groups are paced under ~20 messages a minute, network errors
-are retried with backoff, formatting Telegram rejects is re-sent plain, and a chat the bot can no
-longer post in (403) fails at once: retrying a kicked bot only earns more 403s.
+that provably posted nothing (no connection, a full pool, an error status) are retried with
+backoff, formatting Telegram rejects is re-sent plain, and a chat the bot can no longer post in
+(403) fails at once: retrying a kicked bot only earns more 403s. A request that may have reached
+Telegram (a read timeout, a connection cut after the request went out) is never retried here:
+Telegram has no idempotency key, so the caller decides (and counts the possible repeat).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import telegramify_markdown
 from aiolimiter import AsyncLimiter
 from telegram import Bot, MessageEntity, ReplyParameters
@@ -21,6 +25,8 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, Re
 from bridge.config import TelegramAdapter as TelegramConfig
 from bridge.metrics import Metrics
 from bridge.types import Outbound
+
+from ._telegram_request import NotSent
 
 log = logging.getLogger("adapters.telegram")
 
@@ -80,14 +86,15 @@ class Sender:
         rate = config.max_sends_per_second
         self._overall = AsyncLimiter(rate, 1) if rate else None
 
-    async def send(self, outbound: Outbound) -> None:
+    async def send(self, outbound: Outbound) -> list[int]:
+        """Post one part; the ids of the messages it took (more than one when the formatting
+        outgrew the limit). Raises PTB's errors for the adapter to classify."""
         chat_id = int(outbound.chat_id)
         thread = int(outbound.thread_id) if outbound.thread_id else None
-        reply = reply_to(outbound.reply_to)
-        for part in outbound.parts:
-            # Only the first message quotes the question; the rest follow it in order.
-            chat_id, _ = await self.post(chat_id, part, reply=reply, thread=thread)
-            reply = None
+        # Only the reply's first part quotes the question; the rest follow it in order.
+        reply = reply_to(outbound.reply_to) if outbound.part == 0 else None
+        _, ids = await self.post(chat_id, outbound.text, reply=reply, thread=thread)
+        return ids
 
     async def post(
         self,
@@ -180,7 +187,7 @@ class Sender:
                 raise  # removed from the chat or blocked: no retry can help
             except NetworkError as exc:  # includes TimedOut and 5xx answers
                 failures += 1
-                if failures > config.send_retries:
+                if maybe_sent(exc) or failures > config.send_retries:
                     raise
                 wait = min(config.retry_backoff * 2 ** (failures - 1), config.max_backoff)
                 self._retry("network", chat_id, f"{exc.message}; retry in {wait:g}s")
@@ -225,3 +232,13 @@ class Sender:
         for chat_id, limiter in list(self._groups.items()):
             if limiter.has_capacity(limiter.max_rate):
                 del self._groups[chat_id]
+
+
+def maybe_sent(exc: NetworkError) -> bool:
+    """Whether a failed request may have been processed by Telegram all the same: a transport
+    failure after the request went out (a read timeout, a connection cut mid-answer). An error
+    status (5xx) or a connection never made (`NotSent`) means it was not."""
+    if isinstance(exc, NotSent):
+        return False
+    # The transport's own failure is the cause; an error status from Telegram has none.
+    return isinstance(exc.__cause__, aiohttp.ClientError | TimeoutError)

@@ -27,6 +27,7 @@ from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound, Picture
 class ConsoleAdapter:
     platform = "console"
     limits = Limits(max_len=100_000)
+    dedup_window = 0.0  # a line printed twice cannot be taken back
 
     def __init__(
         self,
@@ -43,6 +44,7 @@ class ConsoleAdapter:
         self._stdout = stdout or sys.stdout
         self._interactive = self._stdin.isatty() if interactive is None else interactive
         self._ids = itertools.count(1)
+        self._printed = itertools.count(1)
         self._run_id = f"{os.getpid()}-{time.time_ns()}"
         self._task: asyncio.Task[None] | None = None
         self._deliver: Deliver | None = None
@@ -117,9 +119,9 @@ class ConsoleAdapter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def send(self, outbound: Outbound) -> None:
-        for part in outbound.parts:
-            self._print(part)
+    async def send(self, outbound: Outbound) -> str:
+        self._print(outbound.text)
+        return str(next(self._printed))
 
     def _print(self, text: str) -> None:
         if self.output_closed:

@@ -2,8 +2,10 @@
 
 The client runs as a task this adapter owns; discord.py handles heartbeats, resumes, reconnects and
 REST rate limits. Answers in guilds reply to the asking message without pinging its author unless
-configured; Markdown goes out as is (Discord renders it). A channel where the bot may not post
-(403) is logged once and its replies dropped.
+configured; Markdown goes out as is (Discord renders it). Each part carries its idempotency key as
+the message nonce, which discord.py sends with `enforce_nonce`: Discord then returns the message
+already created with that nonce instead of posting it twice. A channel where the bot may not post
+(403) or that is gone (404) makes the reply undeliverable.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import discord
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import DiscordAdapter as DiscordConfig
-from bridge.errors import ConfigError, PictureUnavailable
+from bridge.errors import ConfigError, DeliveryFailed, PictureUnavailable, Undeliverable
 from bridge.indicator import Indicators
 from bridge.logs import brief
 from bridge.metrics import Metrics
@@ -38,11 +40,15 @@ _Target = tuple[
 # Discord shows "typing" for about 10 s after each signal; renew a little before it lapses.
 TYPING_EVERY = 8.0
 STOP_TIMEOUT = 10.0
+# Discord drops a message whose nonce the same author used "in the past few minutes": a resend
+# later than this may appear twice (counted as possibly repeated).
+NONCE_WINDOW = 120.0
 
 
 class DiscordAdapter:
     platform = "discord"
     limits = Limits(max_len=2000)
+    dedup_window = NONCE_WINDOW
 
     def __init__(self, config: DiscordConfig, metrics: Metrics) -> None:
         self._config = config
@@ -54,7 +60,6 @@ class DiscordAdapter:
         self._down: set[int] = set()  # shards disconnected since they were last up
         self._down_since: float | None = None
         self._failure: str | None = None  # why the client stopped, when it did on its own
-        self._forbidden: set[str] = set()  # channels already logged as refusing our posts
         self._typing = Indicators(TYPING_EVERY)
 
     def routes(self) -> Sequence[HttpRoute]:
@@ -215,16 +220,33 @@ class DiscordAdapter:
 
     # ------------------------------------------------------------------------------ sending
 
-    async def send(self, outbound: Outbound) -> None:
-        channel, reference, allowed = self._target(outbound.chat_id, outbound.reply_to)
-        for number, part in enumerate(outbound.parts):
-            try:
-                await channel.send(
-                    part, reference=reference if number == 0 else None, allowed_mentions=allowed
-                )
-            except discord.Forbidden as exc:
-                self._refused(outbound.chat_id, exc)
-                return
+    async def send(self, outbound: Outbound) -> str:
+        client = self._client
+        if client is None or client.is_closed():
+            raise DeliveryFailed("discord: not connected")
+        reply_to = outbound.reply_to if outbound.part == 0 else None
+        channel, reference, allowed = self._target(outbound.chat_id, reply_to)
+        try:
+            message = await channel.send(
+                outbound.text,
+                reference=reference,  # type: ignore[arg-type]
+                allowed_mentions=allowed,
+                nonce=outbound.key or None,  # type: ignore[arg-type]
+            )
+        except (discord.Forbidden, discord.NotFound) as exc:  # no permission; no such channel
+            raise Undeliverable(f"{exc.status} {exc.text or type(exc).__name__}") from None
+        except discord.RateLimited as exc:
+            raise DeliveryFailed(
+                f"rate limited for {exc.retry_after:g}s", retry_after=exc.retry_after
+            ) from None
+        except discord.HTTPException as exc:
+            if exc.status >= 500 or exc.status == 429:  # a server error; a Cloudflare block
+                raise DeliveryFailed(f"HTTP {exc.status}", maybe_sent=True) from None
+            raise Undeliverable(f"{exc.status} {exc.text}") from None  # a request never valid
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # Maybe posted: a resend carries the same nonce, so Discord does not post it twice.
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}", maybe_sent=True) from None
+        return str(message.id)
 
     def live(self, inbound: Inbound) -> DiscordLive | None:
         """The answer sent early and edited in place as it grows (`streaming:`)."""
@@ -251,17 +273,6 @@ class DiscordAdapter:
         allowed = discord.AllowedMentions.none()
         allowed.replied_user = self._config.mention_author
         return channel, reference, allowed
-
-    def _refused(self, chat_id: str, exc: discord.Forbidden) -> None:
-        if chat_id in self._forbidden:
-            log.debug("discord: reply to channel %s dropped (403)", chat_id)
-            return
-        self._forbidden.add(chat_id)
-        log.warning(
-            "discord: no permission to post in channel %s (403 %s); its replies are dropped",
-            chat_id,
-            exc.text or "Forbidden",
-        )
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         channel = self._require_client().get_partial_messageable(int(inbound.chat_id))

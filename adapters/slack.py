@@ -3,7 +3,8 @@
 Socket Mode (an app token; no public URL) or HTTP Events on the bridge's HTTP server (a signing
 secret; bolt checks signatures and timestamps). Each event is handed to the router before bolt
 acknowledges it, so an acknowledged event is durably accepted, and Slack's retries of it are
-acknowledged again and dropped by the router as duplicates.
+acknowledged again and dropped by the router as duplicates. Replies go out one part at a time
+through `_slack_send`, which makes a resent part appear once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -30,14 +32,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import SlackAdapter as SlackConfig
-from bridge.errors import PictureUnavailable
+from bridge.errors import DeliveryFailed, PictureUnavailable
 from bridge.logs import brief
 from bridge.metrics import Metrics
 from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound, Picture
 
+from . import _slack_send
 from ._slack_context import ThreadParents, download
 from ._slack_events import PLATFORM, to_inbound
-from ._slack_format import to_mrkdwn
 from ._slack_live import SlackLive
 
 log = logging.getLogger("adapters.slack")
@@ -77,12 +79,22 @@ class _RateLimitRetry(_Counted, AsyncRateLimitErrorRetryHandler):
 class _ConnectionRetry(_Counted, AsyncConnectionErrorRetryHandler):
     reason = "connection"
 
+    async def _can_retry_async(self, **kwargs: Any) -> bool:
+        if kwargs["request"].url.endswith("/chat.postMessage"):
+            # A post whose connection broke may have been made: never resent blindly here.
+            # Delivery retries it after looking for it by its metadata. Only a connection that
+            # was never established is safe to retry at once.
+            return isinstance(kwargs.get("error"), aiohttp.ClientConnectorError)
+        return await super()._can_retry_async(**kwargs)  # type: ignore[misc]
+
 
 class SlackAdapter:
     platform = PLATFORM
     # 3,000 fits one section block; mrkdwn escaping grows a part at most fivefold (& → &amp;),
     # still far below the 40,000 characters at which Slack truncates a message's `text`.
     limits = Limits(max_len=3000)
+    # A part that may have been posted is looked up by its metadata before it is posted again.
+    dedup_window = math.inf
 
     def __init__(self, config: SlackConfig, metrics: Metrics) -> None:
         self._cfg = config
@@ -157,18 +169,11 @@ class SlackAdapter:
 
     # ------------------------------------------------------------------------------ sending
 
-    async def send(self, outbound: Outbound) -> None:
-        client = self._require_client()
-        # In a channel the answer goes to the asking message's thread (the router copies it).
-        thread = outbound.thread_id or outbound.reply_to
-        for part in outbound.parts:
-            text = to_mrkdwn(part)
-            if not text.strip():
-                continue
-            if thread:
-                await client.chat_postMessage(channel=outbound.chat_id, text=text, thread_ts=thread)
-            else:
-                await client.chat_postMessage(channel=outbound.chat_id, text=text)
+    async def send(self, outbound: Outbound) -> str:
+        client = self._client
+        if client is None:
+            raise DeliveryFailed("slack: not started")
+        return await _slack_send.post(client, outbound, self._metrics)
 
     def live(self, inbound: Inbound) -> SlackLive | None:
         """Slack's chat streams in the question's thread, else a message updated in place."""

@@ -33,6 +33,7 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import TelegramAdapter as TelegramConfig
+from bridge.errors import DeliveryFailed, Undeliverable
 from bridge.indicator import Indicators
 from bridge.logs import brief
 from bridge.metrics import Metrics
@@ -42,7 +43,7 @@ from ._telegram_files import download
 from ._telegram_inbound import to_inbound
 from ._telegram_live import TelegramLive
 from ._telegram_request import AiohttpRequest
-from ._telegram_send import MAX_LEN, Sender, _seconds
+from ._telegram_send import MAX_LEN, Sender, _seconds, maybe_sent
 
 log = logging.getLogger("adapters.telegram")
 
@@ -57,6 +58,7 @@ class TelegramFailure(Exception):
 class TelegramAdapter:
     platform = "telegram"
     limits = Limits(max_len=MAX_LEN, utf16=True)
+    dedup_window = 0.0  # the Bot API has no idempotency key: a resent part may appear twice
 
     def __init__(self, config: TelegramConfig, metrics: Metrics) -> None:
         self._config = config
@@ -355,15 +357,25 @@ class TelegramAdapter:
             return
         await deliver(inbound)
 
-    async def send(self, outbound: Outbound) -> None:
+    async def send(self, outbound: Outbound) -> str:
         try:
-            await self._sender.send(outbound)
-        except Forbidden as exc:
-            raise TelegramFailure(
-                f"cannot post in chat {outbound.chat_id}: {exc.message}"
+            ids = await self._sender.send(outbound)
+        except (Forbidden, BadRequest) as exc:
+            # Blocked, kicked, a chat that does not exist, a message Telegram will never take:
+            # no retry can help.
+            raise Undeliverable(f"{type(exc).__name__}: {self._scrub(exc.message)}") from None
+        except RetryAfter as exc:
+            raise DeliveryFailed(
+                f"rate limited for {_seconds(exc.retry_after):g}s",
+                retry_after=_seconds(exc.retry_after),
             ) from None
-        except TelegramError as exc:
-            raise TelegramFailure(f"sendMessage failed: {self._scrub(exc)}") from None
+        except NetworkError as exc:
+            raise DeliveryFailed(
+                f"{type(exc).__name__}: {self._scrub(exc)}", maybe_sent=maybe_sent(exc)
+            ) from None
+        except TelegramError as exc:  # an invalid token, a conflict: nothing this chat did
+            raise DeliveryFailed(f"sendMessage failed: {self._scrub(exc)}") from None
+        return ",".join(str(i) for i in ids)
 
     def live(self, inbound: Inbound) -> TelegramLive | None:
         """A draft in a private chat, a message edited in place in a group (`streaming:`)."""

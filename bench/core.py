@@ -61,12 +61,13 @@ class _Users(ConsoleAdapter):
         self.all_answered = asyncio.Event()
         self.expected = 0
 
-    async def send(self, outbound: Outbound) -> None:
+    async def send(self, outbound: Outbound) -> str:
         self.answers += 1
         if outbound.chat_id in self.waiting:
-            self.waiting.pop(outbound.chat_id).set_result(outbound.parts[0])
+            self.waiting.pop(outbound.chat_id).set_result(outbound.text)
         if self.answers >= self.expected:
             self.all_answered.set()
+        return str(self.answers)
 
 
 async def _closed_loop(users: _Users, messages: int, sessions: int) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.journal import Outcome, Reply, SessionWrite
 from bridge.store import Store
 from bridge.store.redis import RedisStore
 from bridge.store.sqlite import SqliteStore
@@ -49,13 +50,18 @@ class Message:
 
 Step = Callable[[Store, Message], Awaitable[object]]
 
-# The router's store calls for one answered question, in order (bridge/router.py).
+# The store calls for one question answered in one part, in order (bridge/router.py and
+# bridge/journal.py): accepted, asked (with the session's state read in the same round trip),
+# answered (the reply and the new state stored before the send), the state written, completed.
 SEQUENCE: list[tuple[str, Step]] = [
     ("journal.accept", lambda s, m: s.journal.accept(m.event_id, m.payload, TTL)),
-    ("sessions.get", lambda s, m: s.sessions.get(m.key, BACKEND)),
+    ("journal.asked", lambda s, m: s.journal.asked(m.event_id, m.key, BACKEND)),
+    ("journal.answered", lambda s, m: s.journal.answered(
+        m.event_id, REPLY, SessionWrite(m.key, BACKEND, m.state))),
     ("sessions.put", lambda s, m: s.sessions.put(m.key, BACKEND, m.state)),
-    ("journal.complete", lambda s, m: s.journal.complete(m.event_id)),
-]
+    ("journal.complete", lambda s, m: s.journal.complete(m.event_id, Outcome.ANSWERED)),
+]  # fmt: skip
+REPLY = Reply(("An answer of a typical length, posted in one part. " * 6,))
 
 
 def history(turns: int = 20) -> list[dict[str, str]]:

@@ -1,10 +1,10 @@
 """The adapter interface: what the bridge needs from a platform, and nothing platform-specific.
 
-An adapter starts and stops, hands each platform event to `deliver` as an `Inbound`, sends
-`Outbound` replies, shows a working signal, may show an answer while it is written (`live`),
-downloads a picture sent to the bot when a backend can see it, says its limits and health, and may
-serve webhook routes on the bridge's one HTTP server. Implementations live in `adapters/`, one
-file each.
+An adapter starts and stops, hands each platform event to `deliver` as an `Inbound`, posts replies
+one part (`Outbound`) at a time and says which message id the platform gave it, shows a working
+signal, may show an answer while it is written (`live`), downloads a picture sent to the bot when a
+backend can see it, says its limits and health, and may serve webhook routes on the bridge's one
+HTTP server. Implementations live in `adapters/`, one file each.
 """
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ class HttpRoute:
 class Adapter(Protocol):
     platform: str
     limits: Limits
+    # Seconds after a first attempt during which posting the same part again (same
+    # `Outbound.key`) cannot make it appear twice: Discord's nonce (a few minutes), Slack's lookup
+    # by message metadata (always: math.inf); Telegram offers nothing (0).
+    dedup_window: float
 
     def routes(self) -> Sequence[HttpRoute]:
         """Webhook routes to mount before `start` (empty for polling/socket adapters)."""
@@ -50,8 +54,12 @@ class Adapter(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def send(self, outbound: Outbound) -> None:
-        """Post every part, in order; raise only when the reply cannot be delivered at all."""
+    async def send(self, outbound: Outbound) -> str:
+        """Post one part; the platform's message id (several joined by "," if the platform
+        needed more than one message). Raise `DeliveryFailed` when it failed for a passing reason
+        (`maybe_sent` if the request may have reached the platform), `Undeliverable` when the
+        platform refused it for good. With `outbound.retry`, an earlier attempt may have been
+        posted: use `outbound.key` so that it is not posted twice where the platform allows."""
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]: ...
 

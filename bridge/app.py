@@ -1,5 +1,11 @@
 """The running bridge: builds the store, backends, router, HTTP server and adapters from a config,
 starts them in order and stops them in reverse, draining in-flight answers first.
+
+Start order matters for "exactly one answer": the store first (SQLite: its lock), then the
+pending messages of the enabled platforms are queued in their lanes, then the HTTP server and the
+adapters (new messages queue behind the recovered ones), and only then do the lanes run. On a
+shared store (Redis) a task looks every `store.recover_every` seconds for a dead process's
+messages.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from .breaker import GuardedBackend, guard
 from .budgets import Budgets
 from .commands import Commands, Load, Operators, StatusSources
 from .config import Config
+from .errors import DeliveryFailed
 from .forget import Forgetter
 from .http import HttpServer
 from .logs import brief
@@ -49,8 +56,15 @@ class AdapterOutbox:
         adapter = self._adapters.get(platform)
         return adapter.limits if adapter else Limits(max_len=4000)
 
-    async def send(self, outbound: Outbound) -> None:
-        await self._adapter(outbound.platform).send(outbound)
+    async def send(self, outbound: Outbound) -> str:
+        adapter = self._adapters.get(outbound.platform)
+        if adapter is None:  # recovery only takes running platforms' messages: a bug if seen
+            raise DeliveryFailed(f"no running adapter for platform {outbound.platform!r}")
+        return await adapter.send(outbound)
+
+    def dedup_window(self, platform: str) -> float:
+        adapter = self._adapters.get(platform)
+        return adapter.dedup_window if adapter else 0.0
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         return self._adapter(inbound.platform).working(inbound)
@@ -77,7 +91,7 @@ class Bridge:
         self.config = config
         self.adapters = list(adapters)
         self.metrics = metrics or Metrics()
-        self.store = store or open_store(config.bridge)
+        self.store = store or open_store(config.bridge, owner=True)
         self.backends = (
             dict(backends)
             if backends is not None
@@ -124,6 +138,11 @@ class Bridge:
             else None
         )
         self._started: list[Adapter] = []
+        self._recovering: asyncio.Task[None] | None = None
+
+    @property
+    def platforms(self) -> list[str]:
+        return [adapter.platform for adapter in self.adapters]
 
     def _commands(self, people: People, profiles: Profiles) -> Commands:
         """The bridge's commands, with what the operators' ones read from the running bridge."""
@@ -143,22 +162,50 @@ class Bridge:
         )
 
     async def start(self) -> None:
+        """Start everything in order; if a part fails, what already started is stopped again
+        (the store's lock released, its thread ended) before the error is raised."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.store.open()
         self._started_at = time.monotonic()
         self.retention.start()
+        # Before any new message can arrive: recovered messages keep their places in their lanes.
+        # Only the platforms running here: another's messages stay pending for their own daemon.
+        await self.router.recover(self.platforms)
         if self.http is not None:
             await self.http.start()  # before the adapters: a webhook may arrive at once
         for adapter in self.adapters:
             await adapter.start(self.router.handle)
             self._started.append(adapter)
             log.info("adapter %s started", adapter.platform, extra={"platform": adapter.platform})
-        await self.router.recover()
+        self.router.open()
+        if self.store.shared:
+            self._recovering = asyncio.create_task(self._recover_every(), name="recovery")
         if self.http is not None:
             self.http.watch()  # logs each adapter as it connects, and when it drops
+
+    async def _recover_every(self) -> None:
+        """Take over a dead process's pending messages (its lease expired) without a restart."""
+        every = self.config.bridge.store.recover_every
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.router.recover(self.platforms)
+            except Exception as exc:  # the store is down for a moment: look again later
+                log.warning("looking for a dead process's messages failed: %s", brief(exc))
 
     async def stop(self, drain: float | None = None) -> None:
         """Drain for `drain` seconds (default `bridge.drain_timeout`; 0 cuts the answers under
         way: they stay pending), then stop the adapters, HTTP, backends and store."""
+        if self._recovering is not None:
+            self._recovering.cancel()
+            await asyncio.gather(self._recovering, return_exceptions=True)
+            self._recovering = None
         await self.router.drain(self.config.bridge.drain_timeout if drain is None else drain)
         for adapter in reversed(self._started):
             try:
@@ -180,7 +227,9 @@ class Bridge:
         except Exception as exc:
             components["store"] = Health(False, f"unreachable: {type(exc).__name__}")
         for adapter in self.adapters:
-            components[adapter.platform] = adapter.health()
+            # Connected is not enough: a platform whose sends keep failing is not ready either.
+            failing = self.router.delivery.health.health(adapter.platform)
+            components[adapter.platform] = failing or adapter.health()
         ready = all(h.ready for h in components.values())
         return {
             "ready": ready,

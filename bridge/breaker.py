@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from .backends import Backend, can_stream
 from .errors import BackendError, CircuitOpen
@@ -109,9 +109,20 @@ class GuardedBackend:
         self.streaming = can_stream(backend)
 
     async def ask(self, session: Session, question: Question) -> Answer:
+        return await self._call(self.backend.ask, session, question)
+
+    async def resume(self, session: Session, question: Question) -> Answer:
+        return await self._call(self.backend.resume, session, question)  # type: ignore[attr-defined]
+
+    async def _call(
+        self,
+        call: Callable[[Session, Question], Awaitable[Answer]],
+        session: Session,
+        question: Question,
+    ) -> Answer:
         self.breaker.acquire()
         try:
-            answer = await self.backend.ask(session, question)
+            answer = await call(session, question)
         except BaseException as exc:
             self._verdict(exc)
             raise

@@ -17,7 +17,7 @@ from .adapter import Adapter
 from .app import Bridge
 from .backends import build_backend
 from .config import Config, embedded_default, load_config, secret_values
-from .errors import ConfigError, StoreUnavailable
+from .errors import ConfigError, StoreLocked, StoreUnavailable
 from .logs import Redactor, brief, setup_logging
 
 log = logging.getLogger("bridge")
@@ -128,14 +128,15 @@ async def _start(bridge: Bridge) -> bool:
     """Start, or say in one line why not (a port in use, an unwritable state directory, an
     unreachable store) and release what did start."""
     try:
-        await bridge.start()
+        await bridge.start()  # undoes what it started when a part fails
+    except StoreLocked as exc:  # another daemon (or console) owns this state file
+        log.error("botbridge could not start: %s", exc)
     except StoreUnavailable as exc:
         log.error("botbridge could not start: %s (bridge.state_dir, bridge.store)", exc)
     except Exception as exc:
         log.error("botbridge could not start: %s", brief(exc))
     else:
         return True
-    await bridge.stop(drain=0)
     return False
 
 

@@ -149,3 +149,40 @@ class PictureUnavailable(PictureError):
 
 def megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB".replace(".0 MB", " MB")
+
+
+class DeliveryFailed(BridgeError):
+    """A reply part could not be posted this time (network, timeout, 5xx, a rate limit beyond the
+    wait budget, a full connection pool): the message stays pending and delivery tries again.
+
+    `maybe_sent` is True when the platform may have posted it all the same (a timed-out request
+    that reached it): the next attempt must not blindly post it again. `retry_after` is the wait
+    the platform asked for, if it named one."""
+
+    def __init__(
+        self, detail: str, *, maybe_sent: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.maybe_sent = maybe_sent
+        self.retry_after = retry_after
+
+
+class Undeliverable(BridgeError):
+    """The platform refused the reply for good (the bot was blocked or removed, the chat does not
+    exist, the message can never be accepted): the message ends as `undeliverable`."""
+
+
+class NotOwner(BridgeError):
+    """Another process took this pending message over (its owner's lease had expired): this
+    process must leave it alone."""
+
+
+class StoreLocked(BridgeError):
+    """Another process holds the state file: one daemon per SQLite file."""
+
+    def __init__(self, path: str, pid: str) -> None:
+        who = f"process {pid}" if pid else "another process"
+        super().__init__(f"{path} is in use by {who}; one botbridge per state file")
+        self.path = path
+        self.pid = pid

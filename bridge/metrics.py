@@ -120,6 +120,33 @@ class Metrics:
             ["platform", "outcome"],
             registry=r,
         )
+        self.delivery_retries = Counter(
+            "botbridge_delivery_retries",
+            "Reply parts that could not be posted for a passing reason and wait to be tried again",
+            ["platform"],
+            registry=r,
+        )
+        self.possibly_repeated = Counter(
+            "botbridge_possibly_repeated_parts",
+            "Reply parts posted again although an earlier attempt may have been posted (a crash "
+            "or timeout between the platform accepting a part and the journal recording it, on "
+            "a platform that cannot deduplicate)",
+            ["platform"],
+            registry=r,
+        )
+        self.reasked = Counter(
+            "botbridge_reasked",
+            "Questions asked again after a crash to a backend that keeps the conversation "
+            "(a second user turn: the API offers no other way)",
+            ["backend"],
+            registry=r,
+        )
+        self.recovered = Counter(
+            "botbridge_recovered",
+            "Pending messages picked up after a restart or from a dead process, by stage",
+            ["stage"],
+            registry=r,
+        )
         self.circuit_state = Gauge(
             "botbridge_circuit_state",
             "Backend circuit breaker: 0 closed, 1 open (short-circuited), 2 half-open (trying)",
@@ -138,8 +165,11 @@ class Metrics:
             for outcome in ("sent", "rate_limited", "failed"):
                 self.stream_updates.labels(platform, outcome)
             self.adapter_connected.labels(platform)
+            self.possibly_repeated.labels(platform)
+            self.delivery_retries.labels(platform)
         for backend in backends:
             self.circuit_state.labels(backend).set(0)
+            self.reasked.labels(backend)
 
     def message(self, platform: str, outcome: str) -> None:
         self.messages.labels(platform, outcome).inc()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,13 +110,25 @@ def dedup_id(inbound: Inbound) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
+    """One part of a reply, as an adapter posts it: one platform message (Telegram may need
+    several when its formatting outgrows the limit)."""
+
     platform: str
     chat_id: str
-    parts: tuple[str, ...]  # Markdown, each within the adapter's limit, sent in order
+    text: str  # Markdown, within the adapter's limit
+    # Idempotency key: the same for every attempt at this part, across restarts and processes
+    # (Discord sends it as the message nonce; Slack as message metadata).
+    key: str = ""
+    part: int = 0  # its place in the reply, from 0
+    parts: int = 1  # how many parts the reply has
     reply_to: str | None = None  # message id; set for answers in groups
     thread_id: str | None = None
     workspace: str | None = None
     kind: str = "answer"  # "answer", "notice" (help, refusals) or "apology"
+    event_id: str = ""  # the journal's id of the question it answers
+    # An earlier attempt at this part may have been posted (a timeout, a crash before its id was
+    # recorded): an adapter that can tell (Slack metadata) looks before posting again.
+    retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +169,9 @@ class Answer:
     # The backend's state for this session after the turn (thread ids, kept history). None
     # leaves the stored state as it was.
     state: Mapping[str, Any] | None = None
+    # Set by `Backend.resume` when it had to put the question to the API a second time (a
+    # server that keeps the conversation now holds it twice): counted and logged.
+    reasked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +180,23 @@ class Session:
 
     key: str  # wx:dm:… or wx:group:…:user:…
     state: Mapping[str, Any]  # what the backend returned last time (empty when new or reset)
+    # Saves state a turn creates before its answer exists (a new thread id), so that `resume`
+    # after a crash finds what the first attempt made. None: nowhere to save (probes, tests).
+    checkpoint: Callable[[Mapping[str, Any]], Awaitable[None]] | None = field(
+        default=None, compare=False
+    )
+
+    async def save(self, state: Mapping[str, Any]) -> None:
+        if self.checkpoint is not None:
+            await self.checkpoint(state)
+
+    def with_generation(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """A backend's new `state` for this session, with what the bridge keeps there: the
+        /reset generation, the /forget salt and the /model choice."""
+        merged = {**dict(state), **identity(self.state)}
+        if self.chosen_model is not None:
+            merged["model"] = self.chosen_model
+        return merged
 
     @property
     def generation(self) -> int:

@@ -96,12 +96,17 @@ class RecordingConsole(ConsoleAdapter):
             raise PictureUnavailable(f"no picture {picture.ref}")
         return self.pictures[picture.ref]
 
-    async def send(self, outbound: Outbound) -> None:
+    async def send(self, outbound: Outbound) -> str:
         self.sent.append(outbound)
-        await super().send(outbound)
+        return await super().send(outbound)
 
     def texts(self, chat: str | None = None) -> list[str]:
-        return ["".join(o.parts) for o in self.sent if chat is None or o.chat_id == chat]
+        """Each reply's text (its parts joined), in the order the replies began."""
+        replies: dict[str, list[str]] = {}
+        for outbound in self.sent:
+            if chat is None or outbound.chat_id == chat:
+                replies.setdefault(outbound.event_id or str(id(outbound)), []).append(outbound.text)
+        return ["".join(parts) for parts in replies.values()]
 
     async def replies(
         self, count: int, chat: str | None = None, timeout: float = 10.0

@@ -25,6 +25,13 @@ class Backend(Protocol):
     async def ask(self, session: Session, question: Question) -> Answer:
         """Answer `question` in `session`; raise a `BackendError` subclass when it cannot."""
 
+    async def resume(self, session: Session, text: str) -> Answer:
+        """Answer `text`, which an earlier `ask` cut short by a crash may already have put to
+        the API, without a second user turn where the API allows it (NexusGPT: find the posted
+        message and poll for its answer). A backend with no server-side conversation simply asks
+        again; one whose server keeps it and offers no way to look asks again and sets
+        `Answer.reasked`."""
+
     async def probe(self) -> str:
         """The least invasive call that proves the API and credentials work; a short description."""
 

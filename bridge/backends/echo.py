@@ -13,6 +13,9 @@ class EchoBackend:
     async def ask(self, session: Session, question: Question) -> Answer:
         return Answer(text=f"[{session.key}] {question.text}")
 
+    async def resume(self, session: Session, question: Question) -> Answer:
+        return await self.ask(session, question)  # nothing remembers the first ask
+
     async def probe(self) -> str:
         return "echo (no network)"
 

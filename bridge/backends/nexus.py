@@ -49,6 +49,9 @@ class NexusBackend:
         history = [*history, {"user": text, "assistant": answer}][-keep:] if keep else []
         return Answer(text=answer, usage=usage, state={**session.state, "history": history})
 
+    async def resume(self, session: Session, question: Question) -> Answer:
+        return await self.ask(session, question)  # the API keeps nothing: asking again is harmless
+
     def fold(
         self, history: list[dict[str, str]], text: str, template: str | None = None
     ) -> str:

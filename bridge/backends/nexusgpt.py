@@ -104,7 +104,7 @@ class NexusGPTBackend:
                 thread = None
         fresh = thread is None
         if thread is None:
-            thread, cursor, waiting = await self._create(deadline), None, 0
+            thread, cursor, waiting = await self._create(session, deadline), None, 0
         try:
             try:
                 await self._post(thread, parts, deadline)
@@ -114,13 +114,57 @@ class NexusGPTBackend:
                 log.info(
                     "backend %s: thread %s expired; sending again in a new one", self.name, thread
                 )
-                thread, cursor, waiting = await self._create(deadline), None, 0
+                thread, cursor, waiting = await self._create(session, deadline), None, 0
                 await self._post(thread, parts, deadline)
-            until = asyncio.get_running_loop().time() + self.config.poll_timeout
-            answer = await self._poll(thread, cursor, waiting + len(parts) - 1, until, last)
         except BackendError as exc:
             # Our message may be in this thread: the next turn must continue it, late answer
             # and all (never a new thread that would lose it, nor a resend).
+            exc.state = {**session.state, "thread_id": thread, "cursor": cursor}
+            raise
+        return await self._answer(session, thread, cursor, waiting + len(parts) - 1, last)
+
+    async def resume(self, session: Session, question: Question) -> Answer:
+        """After a crash: if the thread already holds our message (the last user messages after
+        `cursor` are its parts), poll for its answer instead of posting it again; if only some
+        parts made it, post the rest. Otherwise (never posted, or no thread yet) ask."""
+        deadline = self._api.deadline()
+        last = deadline + self.config.poll_timeout
+        parts = self._parts(question.text)
+        thread: str | None = session.state.get("thread_id")
+        cursor: str | None = session.state.get("cursor")
+        if thread:
+            try:
+                listed = await self._list(thread, cursor, deadline)
+            except Rejected as exc:
+                if exc.status != 404:
+                    raise
+                listed = []  # expired: nothing of ours is waiting there
+            users = [str(m.get("content") or "") for m in listed if m.get("type") == "user"]
+            posted = posted_parts(users, parts)
+            if posted:
+                log.info(
+                    "backend %s: thread %s already has the question (%d of %d part(s)); "
+                    "polling for its answer",
+                    self.name,
+                    thread,
+                    posted,
+                    len(parts),
+                )
+                await self._post(thread, parts[posted:], deadline)
+                ours = len(users) + len(parts) - posted - 1
+                return await self._answer(session, thread, cursor, ours, last)
+        return await self.ask(session, question)
+
+    async def _answer(
+        self, session: Session, thread: str, cursor: str | None, ours: int, last: float
+    ) -> Answer:
+        """Poll for the answer to our `ours`-th user message after `cursor` (for `poll_timeout`,
+        each read ending by `last`)."""
+        try:
+            until = asyncio.get_running_loop().time() + self.config.poll_timeout
+            answer = await self._poll(thread, cursor, ours, until, last)
+        except BackendError as exc:
+            # Our message is in this thread: the next turn must continue it, late answer and all.
             exc.state = {**session.state, "thread_id": thread, "cursor": cursor}
             raise
         state = {**session.state, "thread_id": thread, "cursor": answer["id"]}
@@ -133,7 +177,7 @@ class NexusGPTBackend:
             raise InputTooLong(MAX_CONTENT, len(text))
         return split(text, MAX_CONTENT)
 
-    async def _create(self, deadline: float) -> str:
+    async def _create(self, session: Session, deadline: float) -> str:
         # An empty thread: resending the call can at worst leave an unused thread behind.
         response = await self._api.call(
             "POST", "thread", json={}, idempotent=True, deadline=deadline
@@ -141,7 +185,10 @@ class NexusGPTBackend:
         body = _http.json_body(response)
         if not isinstance(body, dict) or not body.get("id"):
             raise BadResponse(f"thread created without an id ({_http.describe(body)})")
-        return str(body["id"])
+        thread = str(body["id"])
+        # Saved before our message goes in, so that `resume` after a crash looks in this thread.
+        await session.save({**session.state, "thread_id": thread, "cursor": None})
+        return thread
 
     async def _post(self, thread: str, parts: Sequence[str], deadline: float) -> None:
         for part in parts:
@@ -238,6 +285,15 @@ def answer_for(messages: Sequence[Message], ours: int) -> Message | None:
         elif kind == "assistant" and unanswered and unanswered.popleft() == ours:
             return message
     return None
+
+
+def posted_parts(users: Sequence[str], parts: Sequence[str]) -> int:
+    """How many of `parts` (from the first) are the last user messages `users` of the thread:
+    what a crash in the middle of posting them left there (0: none)."""
+    for count in range(min(len(parts), len(users)), 0, -1):
+        if list(users[len(users) - count :]) == list(parts[:count]):
+            return count
+    return 0
 
 
 def _user_count(messages: Sequence[Message]) -> int:

@@ -7,6 +7,7 @@ bridge stores it per session and sends it back (omitted on a session's first tur
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 from urllib.parse import quote
 
@@ -56,6 +57,13 @@ class NugenBackend:
             raise BadResponse(f"no text `answer` in the reply ({_http.describe(data)})")
         state = {**session.state, "conv_thread_id": data.get("conv_thread_id") or thread}
         return Answer(text=answer, usage=_usage(data.get("token_usage")), state=state)
+
+    async def resume(self, session: Session, question: Question) -> Answer:
+        answer = await self.ask(session, question)
+        if not session.state.get("conv_thread_id"):
+            return answer  # a first turn: at worst an unused thread is left behind
+        # The thread may now hold the question twice: the API offers no way to look it up.
+        return dataclasses.replace(answer, reasked=True)
 
     async def probe(self) -> str:
         # The API offers no listing or health call: the probe asks one short question, in a

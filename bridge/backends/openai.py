@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -128,6 +129,14 @@ class OpenAIBackend:
             **session.state,
             "history": _trim(history, cfg.history.max_messages, cfg.history.max_chars),
         }
+
+    async def resume(self, session: Session, question: Question) -> Answer:
+        answer = await self.ask(session, question)
+        if self.config.session == "bridge":
+            return answer  # the history is ours, and holds the question once
+        # The server keeps history by session id and has no way to look a turn up: the question
+        # may now be in it twice.
+        return dataclasses.replace(answer, reasked=True)
 
     async def probe(self) -> str:
         try:

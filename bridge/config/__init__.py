@@ -29,7 +29,7 @@ from .backends import (
     NugenBackend,
     OpenAIBackend,
 )
-from .core import DEFAULT_APOLOGY, BridgeSettings, HttpSettings, StoreConfig
+from .core import DEFAULT_APOLOGY, BridgeSettings, DeliverySettings, HttpSettings, StoreConfig
 from .discord import DiscordAdapter
 from .file import Adapters, Config
 from .loading import embedded_default, load_config, parse_config, secret_values
@@ -49,6 +49,7 @@ __all__ = [
     "Budgets",
     "Config",
     "DailyBudget",
+    "DeliverySettings",
     "DiscordAdapter",
     "EchoBackend",
     "HistoryLimits",

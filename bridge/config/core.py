@@ -32,6 +32,30 @@ class StoreConfig(Strict):
         "botbridge",
         description="redis: every key starts with this and ':' (bridges sharing one database)",
     )
+    lease: float = Field(
+        20.0,
+        ge=1,
+        description="redis: seconds a process keeps its pending messages after its last "
+        "heartbeat; then another process takes them over",
+    )
+    recover_every: float = Field(
+        10.0, gt=0, description="redis: seconds between looks for a dead process's messages"
+    )
+
+
+class DeliverySettings(Strict):
+    """Posting replies: retries of a send that failed for a passing reason, and readiness."""
+
+    retry_initial: float = Field(
+        1.0, gt=0, description="seconds before the first retry of a failed send; doubled after"
+    )
+    retry_max: float = Field(300.0, gt=0, description="longest wait between two attempts")
+    unready_failures: int = Field(
+        5, ge=1, description="sends failing in a row that make a platform not ready"
+    )
+    unready_after: float = Field(
+        60.0, gt=0, description="seconds a reply may keep failing before its platform is not ready"
+    )
 
 
 class BridgeSettings(Strict):
@@ -56,6 +80,7 @@ class BridgeSettings(Strict):
         3600.0, gt=0, description="seconds between background sweeps of expired state"
     )
     drain_timeout: float = Field(30.0, ge=0)
+    delivery: DeliverySettings = DeliverySettings()
     breaker_threshold: int = Field(
         5, ge=0, description="backend failures in a row that open its circuit; 0: never"
     )

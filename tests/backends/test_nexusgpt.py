@@ -188,7 +188,7 @@ async def test_limiter_is_shared_by_every_backend_of_a_key(console, running):
         other = make_config({"backends": {"m": {**section(ngpt), "api_key": "another-key"}}})
         three = NexusGPTBackend("three", other.backends["m"], limiters)
         bridge = await running(config(ngpt), console)
-        bridge.router._backends = {"main": one}  # the bridge's router asks through `one`
+        bridge.router._asker._backends = {"main": one}  # the bridge asks through `one`
         for user in ("a", "b", "c"):
             await console.say("hi", user=user)
         assert await console.replies(3) == ["echo: hi"] * 3

@@ -13,6 +13,11 @@ closes the socket) and `invalidate_next_resume()` (the client must IDENTIFY agai
 Edits (PATCH a message) are recorded in `edits` and change the message in `posted`; like Discord
 they share a rate-limit bucket per channel (`edit_limit` per `edit_window` seconds) described by
 the X-RateLimit-* headers, and an edit beyond it gets a 429 with `retry_after`.
+Like Discord, a message created with a `nonce` and `enforce_nonce: true` whose nonce the bot used
+within `nonce_window` seconds is not created again: the first one is returned (`nonce_hits` counts
+these). A RESUME replays every event dispatched after the client's last sequence number, and
+the last `replay_seen` events before it as well (a redelivery of events the client already had);
+`redeliver(data)` dispatches a message the client has seen once more.
 """
 
 from __future__ import annotations
@@ -130,6 +135,10 @@ class FakeDiscord(FakeServer):
         self.edit_limit = 5
         self.edit_window = 5.0
         self._edit_times: dict[int, list[float]] = {}  # channel -> recent edit times
+        self.replay_seen = 0  # events at or before the client's sequence a RESUME sends again
+        self.nonce_window = 300.0  # "the past few minutes"
+        self.nonces: dict[str, tuple[dict[str, Any], float]] = {}
+        self.nonce_hits = 0  # creates answered with the message already made for that nonce
         super().__init__(record=record)
         self.app.on_response_prepare.append(self._like_discord)
 
@@ -332,6 +341,12 @@ class FakeDiscord(FakeServer):
         if not self._known_channel(channel_id):
             return web.json_response({"message": "Unknown Channel", "code": 10003}, status=404)
         body = await request.json()
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            known = self.nonces.get(str(nonce))
+            if known is not None and time.monotonic() - known[1] <= self.nonce_window:
+                self.nonce_hits += 1
+                return web.json_response(known[0])
         guild_id = None if channel_id in self.dm_channels.values() else self.guild_id
         ref = body.get("message_reference")
         reply_to = self.messages.get(str(ref["message_id"])) if ref else None
@@ -339,6 +354,9 @@ class FakeDiscord(FakeServer):
         if reply_to is not None and not body.get("allowed_mentions", {}).get("replied_user"):
             data["mentions"] = [m for m in data["mentions"] if m["id"] != reply_to["author"]["id"]]
         data["allowed_mentions"] = body.get("allowed_mentions")  # kept for tests to inspect
+        if nonce is not None:
+            data["nonce"] = nonce
+            self.nonces[str(nonce)] = (data, time.monotonic())
         self.posted.append(data)
         self.posted_at[data["id"]] = asyncio.get_running_loop().time()
         await self._dispatch_for(guild_id, "MESSAGE_CREATE", data)  # the bot sees its own post
@@ -472,9 +490,13 @@ class FakeDiscord(FakeServer):
             await connection.send({"op": 9, "d": False, "s": None, "t": None})
             return
         self._attach(connection, session)
+        seen = data.get("seq") or 0
+        if self.replay_seen:  # a fault: events the client had already, delivered again
+            for event in [e for e in session.events if e["s"] <= seen][-self.replay_seen :]:
+                await connection.send(event)
         # Like Discord, replay what was dispatched while the client was away.
         for event in session.events:
-            if event["s"] > (data.get("seq") or 0):
+            if event["s"] > seen:
                 await connection.send(event)
         await self._dispatch(session, "RESUMED", {})
 
@@ -497,6 +519,10 @@ class FakeDiscord(FakeServer):
         if not sessions:
             raise AssertionError("no gateway session: is the bot connected?")
         await self._dispatch(sessions[-1], event, data)
+
+    async def redeliver(self, data: dict[str, Any]) -> None:
+        """Dispatch a message the client has already been sent, once more."""
+        await self._dispatch_for(data.get("guild_id"), "MESSAGE_CREATE", data)
 
     async def wait_identified(self, count: int = 1, timeout: float = 5.0) -> None:
         async with asyncio.timeout(timeout):

@@ -21,6 +21,11 @@ with its `markdown` growing and `streaming` true until stopped; in a channel a s
 assistant.threads.setStatus (recorded in `statuses`). `streams_supported = False` answers the
 stream methods `unknown_method`; `expire_streams()` ends every open stream the way Slack does
 after about 5 minutes (`message_not_in_streaming_state`).
+
+Like Slack, a message's `metadata` is kept and returned by `conversations.history` (newest first)
+and `conversations.replies` (a thread's parent, then its replies, oldest first) only with
+`include_all_metadata`; both page with `limit` and `cursor`. `missing_history_scope = True` makes
+them fail with `missing_scope`.
 """
 
 from __future__ import annotations
@@ -92,12 +97,13 @@ class FakeSlack(FakeServer):
         self.updates: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
         self.streams_supported = True
+        self.missing_history_scope = False
         self._ts = itertools.count(1)
         super().__init__(record=record)
 
     def setup(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._api)
-        app.router.add_get("/api/{method}", self._api)  # slack_sdk reads with GET for some methods
+        app.router.add_get("/api/{method}", self._api)  # slack_sdk reads some with GET
         app.router.add_get("/link", self._socket)
         app.router.add_get("/files-pri/{path:.+}", self._file)
 
@@ -182,8 +188,10 @@ class FakeSlack(FakeServer):
             args = {}
         elif request.content_type == "application/json":
             args = await request.json()
-        else:
+        elif request.method == "POST":
             args = dict(await request.post())
+        else:
+            args = {}
         args.update(request.query)
         self.api_calls.append((method, {k: v for k, v in args.items() if k != "token"}))
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -197,6 +205,7 @@ class FakeSlack(FakeServer):
             "reactions.add": self._reaction_add,
             "reactions.remove": self._reaction_remove,
             "apps.connections.open": self._connections_open,
+            "conversations.history": self._history,
             "conversations.replies": self._replies,
             "users.info": self._users_info,
             "chat.startStream": self._start_stream,
@@ -218,7 +227,10 @@ class FakeSlack(FakeServer):
         if not args.get("text") and not args.get("blocks"):
             return _error("no_text")
         ts = f"{1_700_000_000 + next(self._ts)}.000100"
-        message = {**args, "ts": ts, "at": asyncio.get_running_loop().time()}
+        message = {**args, "ts": ts, "user": self.identity["user_id"], "bot_id": "B0BOT",
+                   "at": asyncio.get_running_loop().time()}  # fmt: skip
+        if isinstance(message.get("metadata"), str):  # form-encoded: a JSON string
+            message["metadata"] = json.loads(message["metadata"])
         self.posted.append(message)
         self.history[(str(args["channel"]), ts)] = {
             "type": "message", "user": self.identity["user_id"], "bot_id": self.identity["bot_id"],
@@ -226,15 +238,6 @@ class FakeSlack(FakeServer):
             **({"thread_ts": args["thread_ts"]} if args.get("thread_ts") else {}),
         }  # fmt: skip
         return web.json_response({"ok": True, "channel": args["channel"], "ts": ts})
-
-    async def _replies(self, args: dict[str, Any]) -> web.Response:
-        channel, ts = str(args.get("channel")), str(args.get("ts"))
-        parent = self.history.get((channel, ts))
-        if parent is None:
-            return _error("thread_not_found")
-        replies = [m for (c, _), m in self.history.items() if c == channel and m.get("thread_ts") == ts]
-        messages = [parent, *replies][: int(args.get("limit") or 1000)]
-        return web.json_response({"ok": True, "messages": messages, "has_more": False})
 
     async def _users_info(self, args: dict[str, Any]) -> web.Response:
         found = self.users.get(str(args.get("user")))
@@ -302,6 +305,46 @@ class FakeSlack(FakeServer):
     async def _set_status(self, args: dict[str, Any]) -> web.Response:
         self.statuses.append(dict(args))
         return web.json_response({"ok": True})
+
+    def _listed(self, messages: list[dict[str, Any]], args: dict[str, Any]) -> web.Response:
+        if self.missing_history_scope:
+            return _error("missing_scope")
+        keep_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        start = int(args.get("cursor") or 0)
+        limit = int(args.get("limit") or 100)
+        page = messages[start : start + limit]
+        fields = ("type", "ts", "text", "user", "user_profile", "bot_id", "thread_ts")
+        shown = [
+            {k: v for k, v in m.items() if k in fields}
+            | ({"metadata": m["metadata"]} if keep_metadata and "metadata" in m else {})
+            for m in page
+        ]
+        more = start + limit < len(messages)
+        meta = {"next_cursor": str(start + limit) if more else ""}
+        return web.json_response({"ok": True, "messages": shown, "has_more": more,
+                                  "response_metadata": meta})  # fmt: skip
+
+    def _in(self, channel: Any) -> dict[str, dict[str, Any]]:
+        """Every message of `channel` by ts: those added by the test and the bot's own."""
+        found = {ts: m for (c, ts), m in self.history.items() if c == channel}
+        found.update((m["ts"], m) for m in self.posted if m["channel"] == channel)
+        return found
+
+    async def _history(self, args: dict[str, Any]) -> web.Response:
+        messages = [m for m in self._in(args.get("channel")).values() if not m.get("thread_ts")]
+        return self._listed(sorted(messages, key=lambda m: m["ts"], reverse=True), args)
+
+    async def _replies(self, args: dict[str, Any]) -> web.Response:
+        """A thread: its parent (when known), then its replies, oldest first."""
+        known, thread = self._in(args.get("channel")), str(args.get("ts"))
+        replies = sorted(
+            (m for m in known.values() if m.get("thread_ts") == thread and m["ts"] != thread),
+            key=lambda m: m["ts"],
+        )
+        parent = known.get(thread)
+        if parent is None and not replies:
+            return _error("thread_not_found")
+        return self._listed([parent, *replies] if parent else replies, args)
 
     async def _reaction_add(self, args: dict[str, Any]) -> web.Response:
         key = (args["channel"], args["timestamp"], args["name"])

@@ -185,6 +185,7 @@ def test_config_example_documents_every_bridge_http_and_access_key():
         AccessSettings,
         BridgeSettings,
         Budgets,
+        DeliverySettings,
         HttpSettings,
         StoreConfig,
         load_config,
@@ -192,7 +193,7 @@ def test_config_example_documents_every_bridge_http_and_access_key():
 
     text = (ROOT / "config.example.yaml").read_text()
     models = {
-        "bridge": [BridgeSettings, StoreConfig],
+        "bridge": [BridgeSettings, StoreConfig, DeliverySettings],
         "http": [HttpSettings],
         "access": [AccessSettings, Budgets],
     }

@@ -2,37 +2,52 @@
 
 One client, shared by the store's parts (`journal`, `sessions`, `counters`, `controls`), each in
 a module of its own; every key starts with the store's prefix. What expires does so by key TTL
-(seen ids, sessions, counters), so Redis itself keeps the size bounded.
+(seen ids, sessions, counters), so Redis itself keeps the size bounded. Each process is an owner
+with an id of its own and a lease (`lease:{owner}`) that a heartbeat renews every third of
+`lease` seconds while the store is open: the journal's pending messages belong to an owner, and
+those of an owner whose lease expired (a dead process) are taken over by the next
+`journal.pending()` of a live one.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
 from .. import _forgotten
 from . import controls, counters, journal, sessions
+from .lease import Keeper, Lease
 
+DEFAULT_LEASE = 20.0
 DEFAULT_SESSION_TTL = 30 * 86400.0
 
 
 class RedisStore:
+    shared = True  # several processes: pending messages have owners
+
     def __init__(
         self,
         url: str,
         prefix: str = "botbridge",
         *,
+        lease: float = DEFAULT_LEASE,
         session_ttl: float = DEFAULT_SESSION_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._url = url
         self.prefix = prefix
+        self.lease_ttl = lease
         self.session_ttl = session_ttl
         self.clock = clock
         self.forget_secret = ""  # read at open (see _forgotten)
+        # Unique per open store, so a restarted process never mistakes its predecessor's
+        # messages for its own (they are taken over once the old lease expires).
+        self.owner = uuid.uuid4().hex
         self._redis: aioredis.Redis | None = None
+        self._keeper: Keeper | None = None
         self.journal = journal.RedisJournal(self)
         self.sessions = sessions.RedisSessions(self)
         self.counters = counters.RedisCounters(self)
@@ -48,14 +63,26 @@ class RedisStore:
         return ":".join((self.prefix, *parts))
 
     async def open(self) -> None:
-        self._redis = aioredis.from_url(self._url, decode_responses=True)
-        await self._redis.ping()
-        meta = self.key("meta")
-        await self._redis.hsetnx(meta, "forget-secret", _forgotten.new_secret())
-        self.forget_secret = await self._redis.hget(meta, "forget-secret") or ""
-        await sessions.migrate(self)
+        self._redis = redis = aioredis.from_url(self._url, decode_responses=True)
+        try:
+            await redis.ping()
+            meta = self.key("meta")
+            await redis.hsetnx(meta, "forget-secret", _forgotten.new_secret())
+            self.forget_secret = await redis.hget(meta, "forget-secret") or ""
+            await sessions.migrate(self)
+            lease = Lease(redis, self.key("lease", self.owner), self.owner, self.lease_ttl)
+            await lease.acquire()
+        except BaseException:
+            await self.close()
+            raise
+        self._keeper = Keeper(lease)
+        self._keeper.start()
 
     async def close(self) -> None:
+        if self._keeper is not None:
+            # Released at once: what is left pending is taken over without waiting for expiry.
+            await self._keeper.stop(release=self._redis is not None)
+            self._keeper = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
