@@ -115,6 +115,7 @@ class Bridge:
         )
         self._started: list[Adapter] = []
         self._recovering: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     @property
     def platforms(self) -> list[str]:
@@ -147,10 +148,16 @@ class Bridge:
             self.http.watch()  # logs each adapter as it connects, and when it drops
 
     async def _recover_every(self) -> None:
-        """Take over a dead process's pending messages (its lease expired) without a restart."""
+        """Take over a dead process's pending messages (its lease expired) without a restart.
+        Stopped by a flag, never cancelled mid-call (see `store.redis.lease.Keeper`)."""
         every = self.config.bridge.store.recover_every
         while True:
-            await asyncio.sleep(every)
+            try:
+                async with asyncio.timeout(every):
+                    await self._stopping.wait()
+                return
+            except TimeoutError:
+                pass
             try:
                 await self.router.recover(self.platforms)
             except Exception as exc:  # the store is down for a moment: look again later
@@ -158,7 +165,7 @@ class Bridge:
 
     async def stop(self) -> None:
         if self._recovering is not None:
-            self._recovering.cancel()
+            self._stopping.set()
             await asyncio.gather(self._recovering, return_exceptions=True)
             self._recovering = None
         drain = self.config.bridge.drain_timeout
