@@ -145,17 +145,3 @@ def test_null_is_a_value_but_an_empty_section_is_unset():
     assert config.adapters.telegram is None
     assert config.adapters.slack.progress_reaction is None  # no reaction, as documented
     assert config.access.denied_reply is None
-
-
-@pytest.mark.parametrize(
-    "bridge, path",
-    [
-        ({"delivery": {"retry_max": 0}}, "bridge.delivery.retry_max"),
-        ({"delivery": {"unready_failures": 0}}, "bridge.delivery.unready_failures"),
-        ({"store": {"type": "redis", "lease": 0.5}}, "bridge.store.lease"),
-        ({"store": {"type": "redis", "prefix": "two words"}}, "bridge.store.prefix"),
-    ],
-)
-def test_delivery_and_ownership_keys_name_their_path(bridge, path):
-    message = error_of({"backends": {"e": {"type": "echo"}}, "bridge": bridge})
-    assert message.startswith(f"{path}:"), message
