@@ -139,6 +139,7 @@ class Bridge:
         )
         self._started: list[Adapter] = []
         self._recovering: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     @property
     def platforms(self) -> list[str]:
@@ -190,10 +191,16 @@ class Bridge:
             self.http.watch()  # logs each adapter as it connects, and when it drops
 
     async def _recover_every(self) -> None:
-        """Take over a dead process's pending messages (its lease expired) without a restart."""
+        """Take over a dead process's pending messages (its lease expired) without a restart.
+        Stopped by a flag, never cancelled mid-call (see `store.redis.lease.Keeper`)."""
         every = self.config.bridge.store.recover_every
         while True:
-            await asyncio.sleep(every)
+            try:
+                async with asyncio.timeout(every):
+                    await self._stopping.wait()
+                return
+            except TimeoutError:
+                pass
             try:
                 await self.router.recover(self.platforms)
             except Exception as exc:  # the store is down for a moment: look again later
@@ -203,7 +210,7 @@ class Bridge:
         """Drain for `drain` seconds (default `bridge.drain_timeout`; 0 cuts the answers under
         way: they stay pending), then stop the adapters, HTTP, backends and store."""
         if self._recovering is not None:
-            self._recovering.cancel()
+            self._stopping.set()
             await asyncio.gather(self._recovering, return_exceptions=True)
             self._recovering = None
         await self.router.drain(self.config.bridge.drain_timeout if drain is None else drain)

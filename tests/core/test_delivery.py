@@ -8,8 +8,11 @@ import asyncio
 import logging
 from typing import Any
 
+import pytest
+
 from bridge.app import Bridge
-from bridge.errors import DeliveryFailed, Undeliverable
+from bridge.config import parse_config
+from bridge.errors import ConfigError, DeliveryFailed, Undeliverable
 from bridge.types import Outbound
 from tests.conftest import RecordingConsole, make_config
 from tests.fakes.base import eventually
@@ -132,3 +135,18 @@ async def test_stopping_while_a_reply_waits_keeps_it_and_the_restart_delivers_it
     recovered = restarted.metrics.recovered
     assert recovered.labels("answered")._value.get() == 1  # its stored reply, not asked again
     assert recovered.labels("accepted")._value.get() == 1
+
+
+@pytest.mark.parametrize(
+    "bridge, path",
+    [
+        ({"delivery": {"retry_max": 0}}, "bridge.delivery.retry_max"),
+        ({"delivery": {"unready_failures": 0}}, "bridge.delivery.unready_failures"),
+        ({"store": {"type": "redis", "lease": 0.5}}, "bridge.store.lease"),
+        ({"store": {"type": "redis", "prefix": "two words"}}, "bridge.store.prefix"),
+    ],
+)
+def test_delivery_and_ownership_keys_name_their_path_when_wrong(bridge, path):
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"backends": {"e": {"type": "echo"}}, "bridge": bridge}, {})
+    assert str(caught.value).startswith(f"{path}:"), caught.value

@@ -31,16 +31,18 @@ def dm(n: int, platform: str = "console") -> dict:
 async def test_a_second_store_on_the_same_file_is_refused_naming_the_holder(tmp_path):
     path = str(tmp_path / "state.sqlite3")
     first = SqliteStore(path, owner=True)
-    await first.open()
     beside = SqliteStore(path)  # a tool reading beside the daemon is not an owner
-    await beside.open()
-    await beside.close()
     second = SqliteStore(path, owner=True)
-    with pytest.raises(StoreLocked) as refused:
-        await second.open()
-    assert refused.value.path == path and refused.value.pid == str(os.getpid())
-    assert path in str(refused.value) and f"process {os.getpid()}" in str(refused.value)
-    await first.close()
+    await first.open()
+    try:
+        await beside.open()
+        with pytest.raises(StoreLocked) as refused:
+            await second.open()
+        assert refused.value.path == path and refused.value.pid == str(os.getpid())
+        assert path in str(refused.value) and f"process {os.getpid()}" in str(refused.value)
+    finally:
+        await beside.close()
+        await first.close()
     await second.open()  # free again once the first one is gone
     await second.close()
 

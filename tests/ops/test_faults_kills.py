@@ -60,8 +60,11 @@ def daemon_config(tmp_path: Path, ngpt: FakeNexusGPT, adapters: dict[str, Any]) 
 class People:
     """Twenty people, each asking their questions in order, one every so often."""
 
-    def __init__(self, name: str, send: Callable[[int, str], Awaitable[str | None]]) -> None:
+    def __init__(
+        self, name: str, send: Callable[[int, str], Awaitable[str | None]], pace: float = 0.045
+    ) -> None:
         self.random = rng(name)
+        self.pace = pace  # mean seconds between two questions (of anyone)
         self.send = send  # (session, text) → the platform's event id, None if not taken
         self.asked: dict[str, list[str]] = {}
         self.events: dict[str, str] = {}  # the platform's event id → question
@@ -77,7 +80,7 @@ class People:
                 self.events[event] = name
                 self._next[session] += 1
                 self.asked.setdefault(f"s{session}", []).append(name)
-            await asyncio.sleep(self.random.uniform(0.01, 0.08))  # the pace people type at
+            await asyncio.sleep(self.random.uniform(0.2, 1.8) * self.pace)  # people's typing pace
 
     def __enter__(self) -> People:
         self._task = asyncio.create_task(self.talk())
@@ -113,7 +116,7 @@ async def last_run(tmp_path: Path, config: dict, done: Callable[[], bool]) -> No
     (tmp_path / "last").mkdir()
     async with daemon(tmp_path / "last", config) as running:
         await running.ready(True, 30)
-        await eventually(done, 120, every=0.2)
+        await eventually(done, TIMEOUT / 3, every=0.2)  # the backlog of a hundred kills
         assert await stop(running, 30) == 0
 
 
@@ -187,7 +190,8 @@ async def test_telegram_daemon_killed_at_random_answers_everything_it_accepted(t
             [update_id] = await telegram.push(telegram.dm(people_ids[session], text))
             return f"7000001.{update_id}"  # Telegram keeps it until a poller confirms it
 
-        with People("telegram", send) as people:
+        # Slower: Telegram takes at most 30 messages a second from a bot, two per answer here.
+        with People("telegram", send, pace=0.1) as people:
             landed = await kill_repeatedly(tmp_path, config, "telegram", KILLS)
         # Telegram delivers everything pushed: each question must be answered.
         await last_run(tmp_path, config, lambda: all(

@@ -129,21 +129,29 @@ class Lease:
 
 
 class Keeper:
-    """Renews a lease every third of its TTL, as a task it owns, until stopped."""
+    """Renews a lease every third of its TTL, as a task it owns, until stopped. Stopping never
+    cancels a renewal in flight (a redis-py command cancelled mid-reply can leave its connection
+    unusable, and closing the client then hangs): the task is told to stop and finishes it."""
 
     def __init__(self, lease: Lease) -> None:
         self.lease = lease
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self._beat(), name=f"lease {self.lease.key}")
 
     async def stop(self, *, release: bool = True) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), self.lease.ttl)
+            except TimeoutError:  # a renewal stuck for a whole lease: give up on it
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if release:
             try:
                 await self.lease.release()
@@ -153,7 +161,12 @@ class Keeper:
     async def _beat(self) -> None:
         every = self.lease.ttl / 3
         while True:
-            await asyncio.sleep(every)
+            try:
+                async with asyncio.timeout(every):
+                    await self._stopping.wait()
+                return
+            except TimeoutError:
+                pass
             try:
                 if not await self.lease.renew():
                     log.error("lease %s is held by another process", self.lease.key)
