@@ -47,15 +47,25 @@ class DiscordAdapter:
         self._down_since: float | None = None
         self._failure: str | None = None  # why the client stopped, when it did on its own
         self._forbidden: set[str] = set()  # channels already logged as refusing our posts
+        self._send_only = False
 
     def routes(self) -> Sequence[HttpRoute]:
         return ()
 
     # ------------------------------------------------------------------------------ lifecycle
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver | None) -> None:
         self._deliver = deliver
         self._client = BridgeClient(self._config, self)
+        if deliver is None:  # a worker: REST only, no gateway connection (no shards, no events)
+            try:
+                await self._log_in(self._client)
+            except BaseException:
+                await self._client.close()
+                raise
+            self._send_only = True
+            log.info("discord: %s, sending only (REST)", self._client.user)
+            return
         self._task = asyncio.create_task(self._run(self._client), name="discord")
         waiter = asyncio.create_task(self._ready.wait())
         try:
@@ -122,6 +132,7 @@ class DiscordAdapter:
             await asyncio.gather(task, return_exceptions=True)
         self._ready.clear()
         self._connected(False)
+        self._send_only = False
 
     # ------------------------------------------------------------------------------ events
 
@@ -241,6 +252,8 @@ class DiscordAdapter:
     # ------------------------------------------------------------------------------ health
 
     def health(self) -> Health:
+        if self._send_only:
+            return Health(True, f"sending only (REST) as {self._require_client().user}")
         if self._failure is not None:
             return Health(False, f"stopped: {self._failure}")
         if not self._ready.is_set():
@@ -256,11 +269,15 @@ class DiscordAdapter:
         """Log in over REST only (users/@me): proves the token without opening the gateway."""
         client = BridgeClient(self._config, self)
         try:
-            await client.login(self._config.token.get_secret_value())
+            await self._log_in(client)
             user = client.user
             assert user is not None
             return f"{user} (id {user.id})"
-        except discord.LoginFailure:
-            raise ConfigError("adapters.discord.token", "rejected by Discord (401)") from None
         finally:
             await client.close()
+
+    async def _log_in(self, client: BridgeClient) -> None:
+        try:
+            await client.login(self._config.token.get_secret_value())
+        except discord.LoginFailure:
+            raise ConfigError("adapters.discord.token", "rejected by Discord (401)") from None

@@ -20,6 +20,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -88,6 +89,7 @@ class SlackAdapter:
         self._app: AsyncApp | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._identity: dict[str, Any] = {}
+        self._send_only = False
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -96,12 +98,16 @@ class SlackAdapter:
             return ()
         return (HttpRoute("POST", self._cfg.events_path, self._on_http),)
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver | None) -> None:
         self._deliver = deliver
         self._session = aiohttp.ClientSession()
         self._client = self._web_client(self._session)
         try:
             self._identity = await _auth_test(self._client)
+            if deliver is None:  # a worker: the Web API only, no socket, no events
+                self._send_only = True
+                log.info("slack: bot %s, sending only", self._identity.get("user"))
+                return
             self._app = self._build_app(self._client)
             if self._cfg.mode == "socket":
                 await self._connect(self._app, self._client)
@@ -127,8 +133,11 @@ class SlackAdapter:
         if session is not None:
             await session.close()
         self._client = None
+        self._send_only = False
 
     def health(self) -> Health:
+        if self._send_only and self._client is not None:
+            return Health(True, "sending only")
         if self._client is None or self._app is None:
             return Health(False, "not started")
         if self._socket is not None:
@@ -218,10 +227,16 @@ class SlackAdapter:
         async def on_other(body: dict[str, Any]) -> None:
             log.debug("slack %s event acknowledged, not used", body.get("event", {}).get("type"))
 
+        async def not_accepted(error: Exception) -> BoltResponse:
+            # The store could not take the event: 503 (Socket Mode: no ack), Slack retries it.
+            log.error("slack: event not accepted, Slack will retry it: %r", error)
+            return BoltResponse(status=503, body="not accepted; retry later")
+
         # A listener for every event type, so that bolt never answers 404 (Slack would retry).
         app.event("message")(on_message)
         app.event("app_mention")(on_message)
         app.event(re.compile(".+"))(on_other)
+        app.error(not_accepted)
         return app
 
     async def _on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:

@@ -3,8 +3,10 @@
 The adapter owns its getUpdates loop (PTB's Updater commits offsets before the updates are
 handled and offers no hook to notice a silently stalled long poll): an update's offset is only
 committed once the router has durably accepted it, and a watchdog restarts a poller that has had
-no completed round trip for `stall_timeout`. Addressing lives in `_telegram_inbound`, posting in
-`_telegram_send`. No PTB type leaves this package.
+no completed round trip for `stall_timeout`. With several processes on one bot (a shared store),
+an `Election` decides which one polls: the others stand by, and take over when the poller dies or
+stalls. Addressing lives in `_telegram_inbound`, posting in `_telegram_send`. No PTB type leaves
+this package.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from telegram.request import HTTPXRequest
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import TelegramAdapter as TelegramConfig
+from bridge.leases import Election
 from bridge.metrics import Metrics
 from bridge.types import Inbound, Limits, Outbound
 
@@ -54,9 +57,14 @@ class TelegramAdapter:
     platform = "telegram"
     limits = Limits(max_len=MAX_LEN, utf16=True)
 
-    def __init__(self, config: TelegramConfig, metrics: Metrics) -> None:
+    def __init__(
+        self, config: TelegramConfig, metrics: Metrics, *, election: Election | None = None
+    ) -> None:
         self._config = config
         self._metrics = metrics
+        self._election = election  # several processes on one bot: only the elected one polls
+        self._elected_at = 0.0
+        self._send_only = False
         self._token = config.token.get_secret_value()
         # getUpdates has a connection of its own, so a stalled poll can be cut without
         # touching sends in flight.
@@ -90,9 +98,14 @@ class TelegramAdapter:
             return ()
         return (HttpRoute("POST", self._config.webhook_path, self._webhook),)
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver | None) -> None:
         await self._with_retries("start", self._app.initialize)  # getMe: id and username
         self._me = self._bot.bot
+        if deliver is None:  # a worker: posts, never touches the webhook or getUpdates
+            self._send_only = True
+            self._problem = ""
+            log.info("telegram: @%s, sending only", self._me.username)
+            return
         if self._config.mode == "webhook":
             await self._with_retries("setWebhook", self._set_webhook)
             self._webhook_set = True
@@ -103,8 +116,30 @@ class TelegramAdapter:
         await self._with_retries("deleteWebhook", self._bot.delete_webhook)
         self._deliver = deliver
         self._problem = "waiting for the first getUpdates"
-        self._supervisor = asyncio.create_task(self._supervise(), name="telegram-poller")
-        log.info("telegram: @%s polling for updates", self._me.username)
+        if self._election is None:
+            self._supervisor = asyncio.create_task(self._supervise(), name="telegram-poller")
+            log.info("telegram: @%s polling for updates", self._me.username)
+            return
+        elected = self._election.run(self._lead, self._polling_healthy)
+        self._supervisor = asyncio.create_task(elected, name="telegram-election")
+        log.info("telegram: @%s polls when elected among the processes", self._me.username)
+
+    async def _lead(self) -> None:
+        """Poll while elected: from Telegram's own unconfirmed updates (the previous poller's
+        offset may be stale; what it accepted and Telegram still holds is dropped as a
+        duplicate)."""
+        self._elected_at = time.monotonic()
+        self._offset = 0
+        self._metrics.elected.labels("telegram_poller").set(1)
+        try:
+            await self._supervise()
+        finally:
+            self._metrics.elected.labels("telegram_poller").set(0)
+
+    def _polling_healthy(self) -> bool:
+        """While elected: a getUpdates round trip within `stall_timeout` (else step down)."""
+        quiet = time.monotonic() - max(self._last_ok or 0.0, self._elected_at)
+        return quiet < self._config.stall_timeout
 
     async def _set_webhook(self) -> bool:
         secret = self._config.secret_token
@@ -138,10 +173,13 @@ class TelegramAdapter:
     async def stop(self) -> None:
         self._deliver = None
         if self._supervisor is not None:
+            # Confirming offsets while another process polls would cut its long poll (409).
+            polling = self._election is None or self._election.leading
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
             self._supervisor = None
-            await self._confirm_offset()
+            if polling:
+                await self._confirm_offset()
         await self._app.shutdown()  # closes both connections; a no-op if never initialized
 
     async def _confirm_offset(self) -> None:
@@ -204,6 +242,10 @@ class TelegramAdapter:
     async def _poll(self) -> None:
         failures = 0
         while True:
+            if self._election is not None and not self._election.leading:
+                # The lease ran out (this process was paused, or Redis is away): ask nothing more
+                # of Telegram; the election cancels this task.
+                await asyncio.Future()
             try:
                 updates = await self._bot.get_updates(
                     offset=self._offset or None,
@@ -282,9 +324,10 @@ class TelegramAdapter:
             # The router only records the message before returning: this stays fast, and a
             # 200 means the update is durably accepted.
             await self._dispatch(update)
-        except Exception:
-            log.exception("telegram webhook: update %s not accepted", update.update_id)
-            return web.Response(status=500, text="not accepted; retry")
+        except Exception as exc:
+            # The store is unreachable: Telegram delivers the update again later.
+            log.error("telegram webhook: update %s not accepted: %r", update.update_id, exc)
+            return web.Response(status=503, text="not accepted; retry later")
         return web.Response(status=200)
 
     # ----------------------------------------------------------------------------- both modes
@@ -332,6 +375,11 @@ class TelegramAdapter:
             await asyncio.sleep(self._config.typing_interval)
 
     def health(self) -> Health:
+        if self._send_only:
+            return Health(self._me is not None, "sending only")
+        if self._election is not None and self._supervisor is not None:
+            if not self._election.leading:
+                return Health(True, "standing by: another process polls")
         if self._config.mode == "webhook":
             return Health(
                 self._webhook_set, "webhook registered" if self._webhook_set else self._problem

@@ -1,5 +1,6 @@
 """The running bridge: builds the store, backends, router, HTTP server and adapters from a config,
-starts them in order and stops them in reverse, draining in-flight answers first.
+starts them in order and stops them in reverse, draining in-flight answers first. Its `Role`
+(`bridge.roles`) says what this process does: everything, ingress only, or worker only.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from contextlib import AbstractAsyncContextManager
 
 from . import __version__
 from .access import Gate
-from .adapter import Adapter, Health
+from .adapter import Adapter, Health, HttpRoute
 from .backends import Backend, build_backend
 from .breaker import GuardedBackend, guard
 from .config import Config
 from .http import HttpServer
 from .metrics import Metrics
+from .roles import AllRole, Role, RoleName
 from .router import Router
 from .store import Store, open_store
 from .types import Inbound, Limits, Outbound
@@ -57,15 +59,22 @@ class Bridge:
         store: Store | None = None,
         backends: Mapping[str, Backend] | None = None,
         serve_http: bool | None = None,
+        role: Role | None = None,
     ) -> None:
         self.config = config
         self.adapters = list(adapters)
         self.metrics = metrics or Metrics()
         self.store = store or open_store(config.bridge)
+        self.role = role or AllRole()
+        answers = self.role.name is not RoleName.INGRESS  # an ingress never asks a backend
         self.backends = (
             dict(backends)
             if backends is not None
-            else {name: build_backend(name, cfg) for name, cfg in config.backends.items()}
+            else {
+                name: build_backend(name, cfg)
+                for name, cfg in config.backends.items()
+                if answers
+            }
         )
         # The router calls each backend through a circuit breaker (botbridge_circuit_state).
         self.guarded = guard(
@@ -76,9 +85,9 @@ class Bridge:
         )
         self.metrics.describe(__version__, [adapter.platform for adapter in self.adapters])
         self.router = Router(
-            store=self.store,
+            store=self.role.store(self.store),
             backends=self.guarded,
-            outbox=AdapterOutbox(self.adapters),
+            outbox=self.role.outbox(AdapterOutbox(self.adapters)),
             settings=config.bridge,
             routes=config.routes,
             default_backend=config.default_backend(),
@@ -92,7 +101,7 @@ class Bridge:
                 config.http.port,
                 readiness=self.readiness,
                 metrics=self.metrics_page,
-                routes=[route for adapter in self.adapters for route in adapter.routes()],
+                routes=self._routes(),
                 readiness_timeout=config.http.readiness_timeout,
                 watch_interval=config.http.watch_interval,
             )
@@ -101,21 +110,32 @@ class Bridge:
         )
         self._started: list[Adapter] = []
 
+    def _routes(self) -> list[HttpRoute]:
+        if self.role.deliver(self.router) is None:
+            return []  # a worker receives nothing: no webhooks
+        return [route for adapter in self.adapters for route in adapter.routes()]
+
     async def start(self) -> None:
         await self.store.open()
+        await self.role.prepare()
         if self.http is not None:
             await self.http.start()  # before the adapters: a webhook may arrive at once
+        deliver = self.role.deliver(self.router)
         for adapter in self.adapters:
-            await adapter.start(self.router.handle)
+            await adapter.start(deliver)
             self._started.append(adapter)
             log.info("adapter %s started", adapter.platform, extra={"platform": adapter.platform})
-        await self.router.recover()
+        if self.role.recovers:
+            await self.router.recover()
+        await self.role.start(self.router)
         if self.http is not None:
             self.http.watch()  # logs each adapter as it connects, and when it drops
 
     async def stop(self) -> None:
         drain = self.config.bridge.drain_timeout
+        await self.role.stop_taking()
         await self.router.drain(drain)
+        await self.role.stop()
         for adapter in reversed(self._started):
             try:
                 await adapter.stop()
@@ -136,6 +156,7 @@ class Bridge:
             components["store"] = Health(False, f"unreachable: {type(exc).__name__}")
         for adapter in self.adapters:
             components[adapter.platform] = adapter.health()
+        components.update(self.role.health())
         ready = all(h.ready for h in components.values())
         return {
             "ready": ready,

@@ -100,3 +100,13 @@ class CircuitOpen(BackendError):
     def __init__(self, backend: str, retry_in: float) -> None:
         super().__init__(f"backend {backend} is short-circuited for another {retry_in:.1f}s")
         self.retry_in = retry_in
+
+
+class StoreUnavailable(BridgeError):
+    """The store cannot be reached just now (Redis down or restarting): the caller pauses and
+    tries again; nothing it had accepted is lost."""
+
+
+class NotOwner(BridgeError):
+    """This process no longer owns the message: its lease lapsed or another process took the
+    work over (fenced off). It must neither post nor record anything more for it."""

@@ -59,6 +59,13 @@ def dedup_id(inbound: Inbound) -> str:
     return f"{inbound.platform}:{inbound.workspace or ''}:{inbound.event_id}"
 
 
+def needs_answer(inbound: Inbound) -> bool:
+    """Addressed to the bot and not empty (a photo alone still gets its short reply)."""
+    return inbound.addressed is not Addressed.NOT and bool(
+        inbound.text.strip() or inbound.unsupported
+    )
+
+
 class Router:
     def __init__(
         self,
@@ -95,7 +102,7 @@ class Router:
         started = self._clock()
         platform = inbound.platform
         self._metrics.message(platform, "received")
-        if inbound.addressed is Addressed.NOT or not (inbound.text.strip() or inbound.unsupported):
+        if not needs_answer(inbound):
             self._metrics.message(platform, "ignored")
             return False
         job = _Job(
@@ -129,18 +136,31 @@ class Router:
             except (KeyError, TypeError, ValueError) as exc:
                 log.error("pending message unreadable, dropped: %r", exc)
                 continue
-            job = _Job(
-                inbound,
-                key_for(inbound, self._settings.session_keys),
-                dedup_id(inbound),
-                self._clock(),
-            )
-            job.accepted.set_result(True)
-            self._lanes.submit(job.key, lambda job=job: self._run(job))
+            self.take(inbound, dedup_id(inbound))
             count += 1
         if count:
             log.info("recovering %d message(s) accepted before the restart", count)
         return count
+
+    def take(self, inbound: Inbound, event_id: str) -> asyncio.Future[None]:
+        """Queue a message accepted before (recovered, or claimed by a worker from the work
+        queue) in its session's lane. The future is done once its turn has ended, however."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._closing:
+            done.set_result(None)  # left pending: the next start (or holder) answers it
+            return done
+        job = _Job(inbound, key_for(inbound, self._settings.session_keys), event_id, self._clock())
+        job.accepted.set_result(True)
+
+        async def turn() -> None:
+            try:
+                await self._run(job)
+            finally:
+                if not done.done():
+                    done.set_result(None)
+
+        self._lanes.submit(job.key, turn)
+        return done
 
     async def drain(self, timeout: float) -> bool:
         """Stop taking new work into lanes, finish what is queued within `timeout`, then cancel
@@ -263,6 +283,7 @@ class Router:
             thread_id=inbound.thread_id,
             workspace=inbound.workspace,
             kind=kind,
+            event_id=job.dedup_id,
         )
         try:
             await self._outbox.send(outbound)

@@ -75,6 +75,7 @@ class Outbound:
     thread_id: str | None = None
     workspace: str | None = None
     kind: str = "answer"  # "answer", "notice" (help, refusals) or "apology"
+    event_id: str = ""  # the journal's id of the question it answers
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,18 @@ class StoreConfig(Strict):
     type: Literal["sqlite", "redis"] = "sqlite"
     path: str | None = None  # sqlite: default {state_dir}/botbridge.sqlite3; ":memory:" for tests
     url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = Field(
+        "botbridge",
+        pattern=r"^[^\s:]+$",
+        description="redis: every key starts with this and ':' (bridges sharing one database)",
+    )
+    partitions: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="redis, split roles: work-queue partitions (the most workers that share "
+        "the work); every process of one bridge must use the same number",
+    )
 
 
 class BridgeSettings(Strict):
@@ -37,6 +49,12 @@ class BridgeSettings(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     log_levels: dict[str, Literal["debug", "info", "warning", "error"]] = {}
+    claim_idle: float = Field(
+        15.0,
+        ge=1,
+        description="redis: seconds a silent process keeps its work (a worker's partitions, "
+        "the Telegram poller) before another process takes it over",
+    )
 
     def store_path(self) -> str:
         if self.store.path:

@@ -59,7 +59,7 @@ def open_store(settings: BridgeSettings) -> Store:
     if settings.store.type == "redis":
         from .redis import RedisStore  # imported only when configured
 
-        return RedisStore(settings.store.url)
+        return RedisStore(settings.store.url, settings.store.prefix)
     from .sqlite import SqliteStore
 
     return SqliteStore(settings.store_path())

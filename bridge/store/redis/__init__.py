@@ -1,14 +1,16 @@
 """The shared store for several processes: the same protocols as SQLite, on Redis.
 
 One client, shared by the store's parts (`journal`, `sessions`, `counters`), each in a module of
-its own; every key starts with the store's prefix.
+its own; every key starts with the store's prefix. The split roles (`botbridge run --role
+ingress|worker`) also use `workqueue` (Redis Streams) and `leases` (leases with fencing tokens);
+their keys carry a Redis Cluster hash tag (`tagged`), one per partition or lease.
 """
 
 from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from . import counters, journal, sessions
+from . import counters, fencing, journal, sessions, workqueue
 
 
 class RedisStore:
@@ -19,6 +21,8 @@ class RedisStore:
         self.journal = journal.RedisJournal(self)
         self.sessions = sessions.RedisSessions(self)
         self.counters = counters.RedisCounters(self)
+        self.leases = fencing.RedisLeases(self)
+        self.workqueue = workqueue.RedisWorkQueue(self)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -28,6 +32,11 @@ class RedisStore:
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
+
+    def tagged(self, tag: str, *parts: str) -> str:
+        """A key in the hash slot of `tag`: `{prefix}:{tag}:parts` (Redis Cluster keeps every
+        key with the same tag on one node, so one script may touch them all)."""
+        return ":".join((self.prefix, f"{{{tag}}}", *parts))
 
     async def open(self) -> None:
         self._redis = aioredis.from_url(self._url, decode_responses=True)
