@@ -10,6 +10,8 @@ pending messages itself, what guards its store and outbox, and what runs beside 
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
 import logging
 import uuid
 from collections.abc import Mapping
@@ -22,7 +24,8 @@ from .errors import ConfigError
 from .intake import Intake
 from .leases import Election
 from .metrics import Metrics
-from .workqueue import ClaimedJournal, Consumer
+from .router import dedup_id
+from .workqueue import ClaimedJournal, Consumer, patiently
 
 if TYPE_CHECKING:
     from .router import Outbox, Router
@@ -209,13 +212,14 @@ async def check_layout(queue: Any, config: Config) -> None:
 
 
 class _WorkerStore:
-    """A worker's store: the same sessions and counters, the fenced journal of claimed work."""
+    """A worker's store: the fenced journal of claimed work, and sessions and counters that wait
+    out a Redis outage (the message's turn pauses; nothing is given up for it)."""
 
     def __init__(self, store: Store, journal: ClaimedJournal) -> None:
         self._store = store
         self.journal = journal
-        self.sessions = store.sessions
-        self.counters = store.counters
+        self.sessions = _Patient(store.sessions)
+        self.counters = _Patient(store.counters)
 
     async def open(self) -> None:
         await self._store.open()
@@ -243,4 +247,24 @@ class _GuardedOutbox:
         await self._outbox.send(outbound)
 
     def working(self, inbound: Any) -> AbstractAsyncContextManager[None]:
+        # Entered just before the backend call: a message no longer ours is not asked about.
+        self._consumer.live(dedup_id(inbound))
         return self._outbox.working(inbound)
+
+
+class _Patient:
+    """A store part whose calls, while Redis is unreachable, wait for it (with backoff)."""
+
+    def __init__(self, part: Any) -> None:
+        self._part = part
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._part, name)
+        if not inspect.iscoroutinefunction(found):
+            return found
+
+        @functools.wraps(found)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await patiently(lambda: found(*args, **kwargs), name)
+
+        return call

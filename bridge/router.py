@@ -20,7 +20,7 @@ from .access import Gate, matches
 from .backends import Backend
 from .commands import Commands
 from .config import AccessSettings, BridgeSettings, Route
-from .errors import BackendError, InputTooLong
+from .errors import BackendError, InputTooLong, NotOwner
 from .lanes import Lanes
 from .metrics import Metrics
 from .session import key_for
@@ -187,6 +187,9 @@ class Router:
             await self._answer(job)
         except asyncio.CancelledError:
             raise  # shutdown: it stays pending and is answered after the restart
+        except NotOwner as exc:
+            log.warning("session %s: %s; left to its new owner", job.key, exc, extra=_context(job))
+            return
         except Exception:
             # Completed anyway: a message that breaks the bridge must not come back at every start.
             log.exception("session %s: giving up on %s", job.key, job.dedup_id, extra=_context(job))

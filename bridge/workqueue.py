@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .errors import NotOwner, StoreUnavailable
 from .leases import LeaseStore, Partitions
@@ -28,6 +28,7 @@ log = logging.getLogger("bridge.workqueue")
 READ_BATCH = 32  # entries per read
 READ_BLOCK = 2.0  # seconds a read waits for new entries (and how soon a stopped reader notices)
 _BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)  # pauses while Redis is unreachable
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +245,19 @@ class Consumer:
             if not done:
                 log.warning("%s: fenced off (partition %d moved on)", event_id, item.partition)
             return
+
+
+async def patiently(call: Callable[[], Awaitable[Result]], what: str) -> Result:
+    """`call()`, again and again (with backoff) while the store is unreachable."""
+    failures = 0
+    while True:
+        try:
+            return await call()
+        except StoreUnavailable as exc:
+            if failures == 0:
+                log.warning("%s waits for Redis: %s", what, exc)
+            await asyncio.sleep(_BACKOFF[min(failures, len(_BACKOFF) - 1)])
+            failures += 1
 
 
 class ClaimedJournal:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from . import counters, fencing, journal, sessions, workqueue
+from ._errors import Mapped
 
 
 class RedisStore:
@@ -19,8 +20,8 @@ class RedisStore:
         self.prefix = prefix
         self._redis: aioredis.Redis | None = None
         self.journal = journal.RedisJournal(self)
-        self.sessions = sessions.RedisSessions(self)
-        self.counters = counters.RedisCounters(self)
+        self.sessions = Mapped(sessions.RedisSessions(self))
+        self.counters = Mapped(counters.RedisCounters(self))
         self.leases = fencing.RedisLeases(self)
         self.workqueue = workqueue.RedisWorkQueue(self)
 
