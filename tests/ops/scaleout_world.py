@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.workqueue import partition_of
+from tests.fakes.base import eventually
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram, user
 from tests.ops.test_daemon import Daemon, daemon
@@ -69,7 +70,12 @@ def split_config(
 ) -> dict[str, Any]:
     return {
         "bridge": {
-            "store": {"type": "redis", "url": redis_url, "prefix": prefix, "partitions": partitions},
+            "store": {
+                "type": "redis",
+                "url": redis_url,
+                "prefix": prefix,
+                "partitions": partitions,
+            },
             "claim_idle": claim_idle,
             "drain_timeout": 5,
         },
@@ -166,6 +172,25 @@ def held_partitions(worker: Daemon) -> set[int]:
     for line in worker.lines():
         if match := re.search(r"partition (\d+): taken", line):
             held.add(int(match.group(1)))
-        elif match := re.search(r"partition (\d+): (handed over|lease lost|lease lapsed|renewed after)", line):
+        elif match := re.search(
+            r"partition (\d+): (handed over|lease lost|lease lapsed|renewed after)", line
+        ):
             held.discard(int(match.group(1)))
     return held
+
+
+async def shared_out(workers: list[Daemon], timeout: float = 30) -> None:
+    """Wait until every worker holds some of the partitions (the first one up takes them all,
+    then hands the others their shares at their next heartbeats)."""
+
+    async def check() -> bool:
+        for worker in workers:
+            response = await worker.get("/readyz")
+            detail = response.json()["components"]["work queue"]["detail"] if response else ""
+            if not re.match(
+                rf"holds [1-9]\d* of \d+ partitions \({len(workers)} workers\)", detail
+            ):
+                return False
+        return True
+
+    await eventually(check, timeout, every=0.1)

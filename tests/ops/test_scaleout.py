@@ -30,6 +30,7 @@ from tests.ops.scaleout_world import (
     processes,
     repeats,
     session_of,
+    shared_out,
     split_config,
     talk,
 )
@@ -66,6 +67,7 @@ async def test_every_line_is_answered_once_and_in_order_by_one_ingress_and_three
         config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=redis_prefix)
         roles = ["ingress", "worker", "worker", "worker"]
         async with processes(tmp_path, config, roles) as (_, *workers):
+            await shared_out(workers)
             said = await talk(telegram, SESSIONS, PER_SESSION)
             await telegram.wait_for(lambda _: len(telegram.arrived) >= said, 120 if FULL else 60)
             for worker in workers:  # each worker did a share of the work
@@ -86,6 +88,7 @@ async def test_a_killed_worker_s_messages_are_claimed_by_the_others_and_answered
         config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=redis_prefix)
         roles = ["ingress", "worker", "worker", "worker"]
         async with processes(tmp_path, config, roles) as (_, *workers):
+            await shared_out(workers)
             said = await talk(telegram, SESSIONS, PER_SESSION)
             await telegram.wait_for(lambda _: len(telegram.arrived) >= said // 3, 60)
             victim = workers[0]
