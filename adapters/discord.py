@@ -19,6 +19,7 @@ import discord
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import DiscordAdapter as DiscordConfig
 from bridge.errors import ConfigError
+from bridge.holding import Holding
 from bridge.metrics import Metrics
 from bridge.types import Addressed, Inbound, Limits, Outbound
 
@@ -41,7 +42,7 @@ class DiscordAdapter:
         self._metrics = metrics
         self._client: BridgeClient | None = None
         self._task: asyncio.Task[None] | None = None
-        self._deliver: Deliver | None = None
+        self._holding: Holding | None = None  # the gateway never redelivers: held, not refused
         self._ready = asyncio.Event()
         self._down: set[int] = set()  # shards disconnected since they were last up
         self._down_since: float | None = None
@@ -55,7 +56,7 @@ class DiscordAdapter:
     # ------------------------------------------------------------------------------ lifecycle
 
     async def start(self, deliver: Deliver | None) -> None:
-        self._deliver = deliver
+        self._holding = Holding(deliver, platform=self.platform) if deliver else None
         self._client = BridgeClient(self._config, self)
         if deliver is None:  # a worker: REST only, no gateway connection (no shards, no events)
             try:
@@ -118,6 +119,8 @@ class DiscordAdapter:
 
     async def stop(self) -> None:
         client, task = self._client, self._task
+        if self._holding is not None:
+            await self._holding.close()
         if client is not None:
             await client.close()
         if task is not None:
@@ -167,13 +170,13 @@ class DiscordAdapter:
 
     async def on_message(self, message: discord.Message) -> None:
         client = self._client
-        if client is None or client.user is None or self._deliver is None:
+        if client is None or client.user is None or self._holding is None:
             return
         if not is_from_person(message, client.user):
             return  # bots (ourselves included), webhooks, system messages
         inbound = to_inbound(message, client.user, threads_as_groups=self._config.threads_as_groups)
         try:
-            await self._deliver(inbound)
+            await self._holding.deliver(inbound)
         except Exception as exc:
             # The router logged the cause; this says which message was lost.
             log.error(
