@@ -71,7 +71,7 @@ class Bridge:
             dict(backends)
             if backends is not None
             else {
-                name: build_backend(name, cfg)
+                name: build_backend(name, cfg, pacing=getattr(self.store, "pacing", None))
                 for name, cfg in config.backends.items()
                 if answers
             }

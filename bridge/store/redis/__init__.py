@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from . import counters, fencing, journal, sessions, workqueue
+from . import counters, fencing, journal, pacing, sessions, workqueue
 from ._errors import Mapped
 
 
@@ -24,6 +24,7 @@ class RedisStore:
         self.counters = Mapped(counters.RedisCounters(self))
         self.leases = fencing.RedisLeases(self)
         self.workqueue = workqueue.RedisWorkQueue(self)
+        self.pacing = pacing.RedisPacing(self)  # rate limits shared by all processes
 
     @property
     def redis(self) -> aioredis.Redis:
