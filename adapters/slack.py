@@ -9,6 +9,7 @@ acknowledged again and dropped by the router as duplicates.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -20,6 +21,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -109,6 +111,7 @@ class SlackAdapter:
                 log.info("slack: bot %s, sending only", self._identity.get("user"))
                 return
             self._app = self._build_app(self._client)
+            await _warm(self._app, self._identity)
             if self._cfg.mode == "socket":
                 await self._connect(self._app, self._client)
         except BaseException:
@@ -321,6 +324,18 @@ async def _open_socket(client: AsyncWebClient, config: SlackConfig) -> str:
     assert config.app_token is not None
     response = await client.apps_connections_open(app_token=config.app_token.get_secret_value())
     return str(response["url"])
+
+
+async def _warm(app: AsyncApp, identity: dict[str, Any]) -> None:
+    """Let bolt call auth.test (which it does, once, on the first event) before any event comes:
+    otherwise the first events all wait for that call while later ones pass by, and a person's
+    messages reach the bridge out of order. An internal event no listener answers."""
+    body = {
+        "type": "event_callback",
+        "team_id": identity.get("team_id"),
+        "event": {"type": "botbridge_warm_up"},
+    }
+    await app.async_dispatch(AsyncBoltRequest(body=json.dumps(body), mode="socket_mode"))
 
 
 def _socket_connected(handler: AsyncSocketModeHandler) -> bool:
