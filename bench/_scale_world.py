@@ -43,8 +43,11 @@ class TimedSlack(FakeSlack):
             self.arrived.append((time.monotonic(), int(match.group(1)), int(match.group(2))))
         return web.json_response({"ok": True, "channel": args.get("channel"), "ts": "1.000100"})
 
-    async def say(self, session: int, line: int) -> None:
+    async def say(self, session: int, line: int) -> float:
+        """Session `session` says its line `line`; when (monotonic)."""
+        said = time.monotonic()
         await self.push(im(f"s{session} m{line}", user=f"U{session}", channel=f"D{session}"))
+        return said
 
 
 class LatencyLLM(FakeOpenAI):
@@ -98,10 +101,8 @@ class Process:
             return None
         return response.json() if response.status_code == 200 else None
 
-    def held(self) -> set[int]:
-        """The partitions this worker took, read from its log."""
-        text = self.log.read_text()
-        return {int(n) for n in re.findall(r"partition (\d+): taken", text)}
+    def lines(self) -> list[str]:
+        return self.log.read_text().splitlines()
 
 
 @asynccontextmanager
