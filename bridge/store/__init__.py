@@ -59,7 +59,11 @@ def open_store(settings: BridgeSettings) -> Store:
     if settings.store.type == "redis":
         from .redis import RedisStore  # imported only when configured
 
-        return RedisStore(settings.store.url, settings.store.prefix)
+        store = settings.store
+        # Each partition a worker holds keeps a connection in a blocking read; the rest serve
+        # the answers under way and bursts of events.
+        connections = store.partitions + 4 * settings.max_in_flight + 32
+        return RedisStore(store.url, store.prefix, connections=connections)
     from .sqlite import SqliteStore
 
     return SqliteStore(settings.store_path())

@@ -144,3 +144,12 @@ async def test_a_redis_outage_pauses_the_worker_and_loses_nothing():
             await eventually(lambda: router.texts() == ["before", "during"], 10)
         finally:
             await worker.stop()
+
+
+async def test_a_burst_of_events_larger_than_the_connection_pool_is_accepted_whole():
+    async with scoped_store() as store:
+        intake = Intake(store.workqueue, config().bridge, Metrics())
+        burst = [dm(f"user{n}", "hello", f"burst{n}") for n in range(512)]
+        accepted = await asyncio.gather(*(intake.handle(message) for message in burst))
+        assert all(accepted)
+        assert sum([await store.workqueue.backlog(p) for p in (0, 1)]) == len(burst)

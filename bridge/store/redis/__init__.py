@@ -13,11 +13,17 @@ import redis.asyncio as aioredis
 from . import counters, fencing, journal, pacing, sessions, workqueue
 from ._errors import Mapped
 
+# Commands wait this long for a free connection before failing as `StoreUnavailable`.
+POOL_TIMEOUT = 20.0
+
 
 class RedisStore:
-    def __init__(self, url: str, prefix: str = "botbridge") -> None:
+    def __init__(self, url: str, prefix: str = "botbridge", *, connections: int = 128) -> None:
+        """`connections`: the most open at once. Commands beyond that wait for one (a burst of
+        events must queue, not fail); a worker's partition readers each hold one while idle."""
         self._url = url
         self.prefix = prefix
+        self.connections = connections
         self._redis: aioredis.Redis | None = None
         self.journal = journal.RedisJournal(self)
         self.sessions = Mapped(sessions.RedisSessions(self))
@@ -41,7 +47,10 @@ class RedisStore:
         return ":".join((self.prefix, f"{{{tag}}}", *parts))
 
     async def open(self) -> None:
-        self._redis = aioredis.from_url(self._url, decode_responses=True)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self._url, decode_responses=True, max_connections=self.connections, timeout=POOL_TIMEOUT
+        )
+        self._redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
         await self._redis.ping()
 
     async def close(self) -> None:
