@@ -10,8 +10,6 @@ pending messages itself, what guards its store and outbox, and what runs beside 
 from __future__ import annotations
 
 import enum
-import functools
-import inspect
 import logging
 import uuid
 from collections.abc import Mapping
@@ -19,6 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .adapter import Deliver, Health
+from .around import Around
 from .config import Config
 from .errors import ConfigError
 from .intake import Intake
@@ -218,8 +217,8 @@ class _WorkerStore:
     def __init__(self, store: Store, journal: ClaimedJournal) -> None:
         self._store = store
         self.journal = journal
-        self.sessions = _Patient(store.sessions)
-        self.counters = _Patient(store.counters)
+        self.sessions = _patient(store.sessions)
+        self.counters = _patient(store.counters)
 
     async def open(self) -> None:
         await self._store.open()
@@ -252,19 +251,6 @@ class _GuardedOutbox:
         return self._outbox.working(inbound)
 
 
-class _Patient:
-    """A store part whose calls, while Redis is unreachable, wait for it (with backoff)."""
-
-    def __init__(self, part: Any) -> None:
-        self._part = part
-
-    def __getattr__(self, name: str) -> Any:
-        found = getattr(self._part, name)
-        if not inspect.iscoroutinefunction(found):
-            return found
-
-        @functools.wraps(found)
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await patiently(lambda: found(*args, **kwargs), name)
-
-        return call
+def _patient(part: Any) -> Around:
+    """`part` whose calls, while Redis is unreachable, wait for it (with backoff)."""
+    return Around(part, lambda name, call: patiently(call, name))

@@ -24,7 +24,7 @@ from bridge.workqueue import partition_of
 from tests.fakes.base import eventually
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram, user
-from tests.ops.test_daemon import Daemon, daemon
+from tests.ops.test_daemon import Daemon, daemon, telegram_config
 
 FULL = os.environ.get("BOTBRIDGE_FAULTS_FULL") == "1"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -68,30 +68,21 @@ def split_config(
     partitions: int = 8,
     claim_idle: float = 2.0,
 ) -> dict[str, Any]:
-    return {
-        "bridge": {
-            "store": {
-                "type": "redis",
-                "url": redis_url,
-                "prefix": prefix,
-                "partitions": partitions,
-            },
-            "claim_idle": claim_idle,
-            "drain_timeout": 5,
-        },
-        "backends": {"main": {"type": "openai", "base_url": llm.base_url, "max_retries": 0}},
-        "adapters": {
-            "telegram": {
-                "token": telegram.token,
-                "api_base_url": telegram.base_url,
-                "api_file_url": telegram.file_url,
-                "poll_timeout": 1,
-                "stall_timeout": 3,
-                "retry_backoff": 0.05,
-                "max_backoff": 0.5,
-            }
-        },
-    }
+    """`telegram_config` (the daemon tests') on a shared Redis store, with a short claim_idle."""
+    config = telegram_config(telegram, llm)
+    config["adapters"]["telegram"]["stall_timeout"] = 3
+    store = {"type": "redis", "url": redis_url, "prefix": prefix, "partitions": partitions}
+    config["bridge"] = {"store": store, "claim_idle": claim_idle, "drain_timeout": 5}
+    return config
+
+
+@asynccontextmanager
+async def shared_by_three(tmp_path: Path, config: dict[str, Any]) -> AsyncIterator[list[Daemon]]:
+    """One ingress and three workers, each worker holding its share of the partitions."""
+    roles = ["ingress", "worker", "worker", "worker"]
+    async with processes(tmp_path, config, roles) as (_, *workers):
+        await shared_out(workers)
+        yield workers
 
 
 def new_prefix() -> str:

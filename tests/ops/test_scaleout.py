@@ -30,7 +30,7 @@ from tests.ops.scaleout_world import (
     processes,
     repeats,
     session_of,
-    shared_out,
+    shared_by_three,
     split_config,
     talk,
 )
@@ -65,9 +65,7 @@ async def test_every_line_is_answered_once_and_in_order_by_one_ingress_and_three
 ):
     async with TimedTelegram() as telegram, SlowLLM() as llm:
         config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=redis_prefix)
-        roles = ["ingress", "worker", "worker", "worker"]
-        async with processes(tmp_path, config, roles) as (_, *workers):
-            await shared_out(workers)
+        async with shared_by_three(tmp_path, config) as workers:
             said = await talk(telegram, SESSIONS, PER_SESSION)
             await telegram.wait_for(lambda _: len(telegram.arrived) >= said, 120 if FULL else 60)
             for worker in workers:  # each worker did a share of the work
@@ -86,9 +84,7 @@ async def test_a_killed_worker_s_messages_are_claimed_by_the_others_and_answered
 ):
     async with TimedTelegram() as telegram, SlowLLM() as llm:
         config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=redis_prefix)
-        roles = ["ingress", "worker", "worker", "worker"]
-        async with processes(tmp_path, config, roles) as (_, *workers):
-            await shared_out(workers)
+        async with shared_by_three(tmp_path, config) as workers:
             said = await talk(telegram, SESSIONS, PER_SESSION)
             await telegram.wait_for(lambda _: len(telegram.arrived) >= said // 3, 60)
             victim = workers[0]

@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.adapters.test_discord import discord_section as section_for_tests
 from tests.fakes.base import eventually
-from tests.fakes.discord_gateway import ALICE, BOT_ID, TOKEN, FakeDiscord
+from tests.fakes.discord_gateway import ALICE, BOT_ID, FakeDiscord
 from tests.fakes.redis_server import OwnRedis
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, im
 from tests.fakes.telegram_api import FakeTelegram
@@ -33,6 +34,10 @@ def base(llm: SlowLLM, redis_url: str, prefix: str) -> dict[str, Any]:
         },
         "backends": {"main": {"type": "openai", "base_url": llm.base_url, "max_retries": 0}},
     }
+
+
+def discord_section(discord: FakeDiscord, **extra: Any) -> dict[str, Any]:
+    return {"adapters": {"discord": {**section_for_tests(discord), **extra}}}
 
 
 async def started(stack: AsyncExitStack, tmp_path, configs: list[tuple[str, dict]]) -> list:
@@ -62,15 +67,7 @@ async def test_discord_shards_split_over_two_ingress_processes_and_dms_arrive_on
     ):
 
         def section(shard: int) -> dict[str, Any]:
-            return {
-                "adapters": {
-                    "discord": {
-                        "token": TOKEN, "api_base_url": discord.api_base_url,
-                        "guild_ready_timeout": 0.05, "identify_delay": 0,
-                        "shard_count": 2, "shard_ids": [shard],
-                    }
-                }
-            }  # fmt: skip
+            return discord_section(discord, shard_count=2, shard_ids=[shard])
 
         common = base(llm, REDIS_URL, prefix)
         await started(
@@ -200,15 +197,7 @@ async def test_discord_messages_arriving_while_redis_is_away_are_answered_once_i
         SlowLLM(lambda text: 0.0) as llm,
         AsyncExitStack() as stack,
     ):
-        section = {
-            "adapters": {
-                "discord": {
-                    "token": TOKEN, "api_base_url": discord.api_base_url,
-                    "guild_ready_timeout": 0.05, "identify_delay": 0,
-                }
-            }
-        }  # fmt: skip
-        config = {**base(llm, redis.url, "dc"), **section}
+        config = {**base(llm, redis.url, "dc"), **discord_section(discord)}
         ingress, _ = await started(stack, tmp_path, [("ingress", config), ("worker", config)])
         await discord.say("before", author=ALICE, dm=True)
         await eventually(lambda: len(discord.posted) >= 1, 30)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from . import counters, fencing, journal, pacing, sessions, workqueue
-from ._errors import Mapped
+from ._errors import mapped
 
 # Commands wait this long for a free connection before failing as `StoreUnavailable`.
 POOL_TIMEOUT = 20.0
@@ -26,8 +26,8 @@ class RedisStore:
         self.connections = connections
         self._redis: aioredis.Redis | None = None
         self.journal = journal.RedisJournal(self)
-        self.sessions = Mapped(sessions.RedisSessions(self))
-        self.counters = Mapped(counters.RedisCounters(self))
+        self.sessions = mapped(sessions.RedisSessions(self))
+        self.counters = mapped(counters.RedisCounters(self))
         self.leases = fencing.RedisLeases(self)
         self.workqueue = workqueue.RedisWorkQueue(self)
         self.pacing = pacing.RedisPacing(self)  # rate limits shared by all processes

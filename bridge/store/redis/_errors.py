@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ...around import Around
 from ...errors import StoreUnavailable
 
 
@@ -24,24 +23,12 @@ def unavailable(what: str) -> Iterator[None]:
         raise StoreUnavailable(f"redis unreachable ({what}): {type(exc).__name__}: {exc}") from exc
 
 
-Part = TypeVar("Part")
+def mapped(part: Any) -> Around:
+    """`part` with every coroutine method raising `StoreUnavailable` when Redis is away, for
+    parts written before that mattered (sessions, counters)."""
 
+    async def call(name: str, method: Callable[[], Awaitable[Any]]) -> Any:
+        with unavailable(name):
+            return await method()
 
-class Mapped(Generic[Part]):
-    """A store part whose every coroutine method raises `StoreUnavailable` when Redis is away,
-    for parts written before that mattered (sessions, counters)."""
-
-    def __init__(self, part: Part) -> None:
-        self._part = part
-
-    def __getattr__(self, name: str) -> Any:
-        found = getattr(self._part, name)
-        if not inspect.iscoroutinefunction(found):
-            return found
-
-        @functools.wraps(found)
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            with unavailable(name):
-                return await found(*args, **kwargs)
-
-        return call
+    return Around(part, call)
