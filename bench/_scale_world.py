@@ -104,6 +104,11 @@ class Process:
     def lines(self) -> list[str]:
         return self.log.read_text().splitlines()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 @asynccontextmanager
 async def bridge_process(

@@ -66,7 +66,9 @@ async def throughput(
     folder: Path, workers: int, latency: float, messages: int, sessions: int, claim_idle: float
 ) -> dict[str, Any]:
     lines = messages // sessions
-    async with slack_cluster(folder, workers, latency, claim_idle) as (slack, _, _):
+    async with slack_cluster(folder, workers, latency, claim_idle) as (slack, ingress, started):
+        processes = [ingress, *started]
+        cpu_before = [p.cpu_seconds() for p in processes]
         pushed: dict[tuple[int, int], float] = {}
         start = time.monotonic()
         for line in range(lines):
@@ -76,6 +78,7 @@ async def throughput(
         total = lines * sessions
         await until(lambda: _answered(slack, total), 600, every=0.05)
         elapsed = slack.arrived[-1][0] - start
+        cpu = [p.cpu_seconds() - before for p, before in zip(processes, cpu_before, strict=True)]
     waits = sorted((at - pushed[(s, n)]) * 1000 for at, s, n in slack.arrived if (s, n) in pushed)
     return {
         "workers": workers,
@@ -85,6 +88,11 @@ async def throughput(
         "seconds": round(elapsed, 2),
         "messages_per_second": round(total / elapsed, 1),
         "latency_ms": {q: round(percentile(waits, p), 1) for q, p in _QUANTILES},
+        # Where the time goes: CPU seconds per 1,000 messages, the ingress and all workers.
+        "cpu_s_per_1000": {
+            "ingress": round(cpu[0] * 1000 / total, 2),
+            "workers": round(sum(cpu[1:]) * 1000 / total, 2),
+        },
         **check(slack.arrived, set(pushed)),
     }
 
@@ -255,8 +263,8 @@ def _line(found: dict[str, Any]) -> str:
     return (
         f"{found['workers']} worker(s), LLM {found['llm_latency_s']:g} s: {found['messages']} "
         f"messages in {found['seconds']} s = {found['messages_per_second']}/s; push to answer "
-        f"(ms) {latency}; repeated {found['repeated']}, out of order {found['out_of_order']}, "
-        f"missing {found['missing']}"
+        f"(ms) {latency}; CPU s per 1000: {found['cpu_s_per_1000']}; repeated "
+        f"{found['repeated']}, out of order {found['out_of_order']}, missing {found['missing']}"
     )
 
 
