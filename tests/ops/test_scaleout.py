@@ -109,7 +109,10 @@ async def test_a_killed_worker_s_messages_are_claimed_by_the_others_and_answered
             if at > killed_at and any(text.startswith(f"echo: s{s} ") for s in orphaned)
         )  # fmt: skip
         claim_delay = first_after - killed_at
-        print(f"claim delay after SIGKILL: {claim_delay:.2f}s (claim_idle 2s)")
+        print(
+            f"claim delay after SIGKILL: {claim_delay:.2f}s (claim_idle 2s); "
+            f"{said} lines, {repeats(found)} answered twice"
+        )
         assert claim_delay < 2.0 + 10  # the lease, a heartbeat, and a loaded machine's slack
 
 
