@@ -101,11 +101,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 async def fake_openai() -> AsyncIterator[str]:
     """The fake OpenAI server in a process of its own, as a real server would be; its base URL."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.fakes.openai_api",
-        "--port",
-        "0",
+        sys.executable, "-m", "tests.fakes.openai_api", "--port", "0",
         stdout=asyncio.subprocess.PIPE,
     )
     try:
@@ -124,18 +120,12 @@ async def run(
     metrics = Metrics()
     metrics.added_latency = _Tap(metrics.added_latency, samples)  # type: ignore[assignment]
     async with fake_openai() as base_url:
-        config = parse_config(
-            {
-                "bridge": {
-                    "store": {"path": str(Path(state_dir) / "bench.sqlite3")},
-                    "max_in_flight": 64,
-                    "log_level": "warning",
-                },
-                "backends": {"main": {"type": "openai", "base_url": base_url, "session": "header"}},
-                "http": {"enabled": False},
-            },
-            {},
-        )
+        config = parse_config({
+            "bridge": {"store": {"path": str(Path(state_dir) / "bench.sqlite3")},
+                       "max_in_flight": 64, "log_level": "warning"},
+            "backends": {"main": {"type": "openai", "base_url": base_url, "session": "header"}},
+            "http": {"enabled": False},
+        }, {})
         users = _Users()
         bridge = Bridge(config, [users], metrics=metrics)
         await bridge.start()
@@ -183,10 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as state_dir:
         result = asyncio.run(run(args.messages, args.sessions, state_dir, args.rate))
     latency = result["added_latency_ms"]
-    print(
-        f"{result['mode']}: {result['messages']} messages over {result['sessions']} sessions in "
-        f"{result['seconds']} s: {result['messages_per_second']} messages/s"
-    )
+    print(f"{result['mode']}: {result['messages']} messages over {result['sessions']} sessions in "
+          f"{result['seconds']} s: {result['messages_per_second']} messages/s")
     print("bridge-added latency (ms): " + "  ".join(f"{k} {v}" for k, v in latency.items()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,5 @@ async def test_a_question_in_flight_when_the_daemon_is_killed_is_answered_once_a
             await telegram.wait_sent(2, timeout=15)
             assert await stop(second) == 0
 
-    assert sorted(telegram.texts()) == [
-        "echo: and a new question",
-        "echo: question before the crash",
-    ]
+    assert sorted(telegram.texts()) == ["echo: and a new question", "echo: question before the crash"]
     assert [m["chat"]["id"] for m in telegram.sent if "crash" in m["text"]] == [42]

@@ -182,15 +182,11 @@ async def test_telegram_readiness_metrics_and_drain_through_the_daemon(tmp_path)
             assert sorted(telegram.texts()) == sorted(f"echo: question {i}" for i in range(10))
             page = await running.metrics()
             count = {
-                outcome: value(
-                    page, "botbridge_messages_total", platform="telegram", outcome=outcome
-                )
+                outcome: value(page, "botbridge_messages_total", platform="telegram", outcome=outcome)
                 for outcome in ("received", "answered", "failed")
             }
             assert count == {"received": 10, "answered": 10, "failed": 0}
-            ok = value(
-                page, "botbridge_backend_request_seconds_count", backend="main", outcome="ok"
-            )
+            ok = value(page, "botbridge_backend_request_seconds_count", backend="main", outcome="ok")
             assert ok == 10
             assert value(page, "botbridge_bridge_added_seconds_count", platform="telegram") == 10
             assert value(page, "botbridge_bridge_added_seconds_sum", platform="telegram") > 0

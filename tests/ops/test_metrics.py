@@ -68,7 +68,9 @@ async def test_in_flight_and_waiting_gauges_follow_a_slow_backend(openai_fake, r
     assert gauges() == (0, 0, 0)
 
 
-async def test_failing_backend_is_short_circuited_and_the_user_hears_at_once(openai_fake, running):
+async def test_failing_backend_is_short_circuited_and_the_user_hears_at_once(
+    openai_fake, running
+):
     settings = {"breaker_threshold": 2, "breaker_cooldown": 60, "apology": "Sorry!"}
     console = RecordingConsole(user="ann")
     bridge = await running(make_config(config(openai_fake, settings)), console)
