@@ -47,6 +47,22 @@ class RebasedHTTPClient(HTTPClient):
             route.url = self._api_base + route.url[len(Route.BASE) :]
         return await super().request(route, **kwargs)
 
+    def edit_wait(self, channel_id: int) -> float:
+        """Seconds until an update may edit a message in `channel_id` without taking the last
+        token of its rate-limit bucket (as Discord's X-RateLimit headers last described it);
+        0.0 when it may now. discord.py holds the request that empties a bucket until the bucket
+        resets: an update waits instead, and the last token stays for the final text."""
+        route = Route(
+            "PATCH", "/channels/{channel_id}/messages/{message_id}",
+            channel_id=channel_id, message_id=0,
+        )  # fmt: skip
+        bucket_hash = self._bucket_hashes.get(route.key)
+        key = f"{bucket_hash or route.key}:{route.major_parameters}"
+        bucket = self._buckets.get(key)
+        if bucket is None or bucket.expires is None or bucket.remaining - bucket.outgoing > 1:
+            return 0.0
+        return max(0.0, bucket.expires - self.loop.time())
+
     async def get_bot_gateway(self) -> Any:
         shards, url, limits = await super().get_bot_gateway()
         self._discovered = url

@@ -1,8 +1,10 @@
 """The terminal as a platform: be a DM user (or a user in a group) of the bridge.
 
 Every line of stdin is one message; every answer is printed to stdout. Reading happens on a daemon
-thread (stdin may be a terminal, a pipe or a file, and none of them blocks the event loop); when
-input ends, `finished` is set once every line has been handed to the router.
+thread (stdin may be a terminal, a pipe or a file, and none of them blocks the event loop); with
+`pace` set, the next line is handed over only once the bridge has answered the last one, so that
+nothing piles up unanswered. `finished` is set when input ends (every line handed to the router)
+or when stdout's reader went away (`| head -1`): then nothing more is read or printed.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import TextIO
 
 from bridge.adapter import Deliver, Health, HttpRoute
-from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound
+from bridge.errors import PictureUnavailable
+from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound, Picture
 
 
 class ConsoleAdapter:
     platform = "console"
     limits = Limits(max_len=100_000)
+    dedup_window = 0.0  # a line printed twice cannot be taken back
 
     def __init__(
         self,
@@ -40,10 +44,14 @@ class ConsoleAdapter:
         self._stdout = stdout or sys.stdout
         self._interactive = self._stdin.isatty() if interactive is None else interactive
         self._ids = itertools.count(1)
+        self._printed = itertools.count(1)
         self._run_id = f"{os.getpid()}-{time.time_ns()}"
         self._task: asyncio.Task[None] | None = None
         self._deliver: Deliver | None = None
         self.finished = asyncio.Event()
+        self.output_closed = False
+        # Awaited after each line is handed over (the router's `idle`): None hands them all on.
+        self.pace: Callable[[], Awaitable[object]] | None = None
 
     def routes(self) -> Sequence[HttpRoute]:
         return ()
@@ -70,8 +78,10 @@ class ConsoleAdapter:
 
     async def _pump(self, lines: asyncio.Queue[str | None]) -> None:
         try:
-            while (line := await lines.get()) is not None:
+            while (line := await lines.get()) is not None and not self.output_closed:
                 await self.say(line.rstrip("\r\n"))
+                if self.pace is not None:
+                    await self.pace()
         finally:
             self.finished.set()
 
@@ -109,16 +119,40 @@ class ConsoleAdapter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def send(self, outbound: Outbound) -> None:
-        for part in outbound.parts:
-            self._print(part)
+    async def send(self, outbound: Outbound) -> str:
+        self._print(outbound.text)
+        return str(next(self._printed))
 
     def _print(self, text: str) -> None:
-        self._stdout.write(text + "\n")
-        self._stdout.flush()
+        if self.output_closed:
+            return  # the reader is gone: there is no one to show it to
+        try:
+            self._stdout.write(text + "\n")
+            self._stdout.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        """stdout's reader closed the pipe: stop reading and printing, quietly."""
+        self.output_closed = True
+        self.finished.set()
+        try:
+            # Python flushes stdout once more at exit: point it at /dev/null so that flush
+            # does not print "Exception ignored … BrokenPipeError".
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real file (a test's StringIO): nothing will flush it at exit
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         return nullcontext()
+
+    async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
+        raise PictureUnavailable("the console sends no pictures")
+
+    def live(self, inbound: Inbound) -> None:
+        return None  # a terminal prints each answer whole
 
     def health(self) -> Health:
         return Health(ready=True, detail="reading stdin")

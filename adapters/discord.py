@@ -2,8 +2,10 @@
 
 The client runs as a task this adapter owns; discord.py handles heartbeats, resumes, reconnects and
 REST rate limits. Answers in guilds reply to the asking message without pinging its author unless
-configured; Markdown goes out as is (Discord renders it). A channel where the bot may not post
-(403) is logged once and its replies dropped.
+configured; Markdown goes out as is (Discord renders it). Each part carries its idempotency key as
+the message nonce, which discord.py sends with `enforce_nonce`: Discord then returns the message
+already created with that nonce instead of posting it twice. A channel where the bot may not post
+(403) or that is gone (404) makes the reply undeliverable.
 """
 
 from __future__ import annotations
@@ -11,31 +13,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
+import aiohttp
 import discord
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import DiscordAdapter as DiscordConfig
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, DeliveryFailed, PictureUnavailable, Undeliverable
 from bridge.holding import Holding
+from bridge.indicator import Indicators
+from bridge.logs import brief
 from bridge.metrics import Metrics
-from bridge.types import Addressed, Inbound, Limits, Outbound
+from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound, Picture
 
 from ._discord_client import BridgeClient
-from ._discord_inbound import is_from_person, to_inbound
+from ._discord_inbound import is_from_person, to_inbound, worth_fetching
+from ._discord_live import DiscordLive
 
 log = logging.getLogger("adapters.discord")
+
+_Target = tuple[
+    discord.PartialMessageable, discord.MessageReference | None, discord.AllowedMentions
+]
 
 # Discord shows "typing" for about 10 s after each signal; renew a little before it lapses.
 TYPING_EVERY = 8.0
 STOP_TIMEOUT = 10.0
+# Discord drops a message whose nonce the same author used "in the past few minutes": a resend
+# later than this may appear twice (counted as possibly repeated).
+NONCE_WINDOW = 120.0
 
 
 class DiscordAdapter:
     platform = "discord"
     limits = Limits(max_len=2000)
+    dedup_window = NONCE_WINDOW
 
     def __init__(self, config: DiscordConfig, metrics: Metrics) -> None:
         self._config = config
@@ -47,7 +61,7 @@ class DiscordAdapter:
         self._down: set[int] = set()  # shards disconnected since they were last up
         self._down_since: float | None = None
         self._failure: str | None = None  # why the client stopped, when it did on its own
-        self._forbidden: set[str] = set()  # channels already logged as refusing our posts
+        self._typing = Indicators(TYPING_EVERY)
         self._send_only = False
 
     def routes(self) -> Sequence[HttpRoute]:
@@ -119,6 +133,7 @@ class DiscordAdapter:
 
     async def stop(self) -> None:
         client, task = self._client, self._task
+        await self._typing.aclose()  # typing requests still in flight finish first
         if self._holding is not None:
             await self._holding.close()
         if client is not None:
@@ -174,78 +189,120 @@ class DiscordAdapter:
             return
         if not is_from_person(message, client.user):
             return  # bots (ourselves included), webhooks, system messages
-        inbound = to_inbound(message, client.user, threads_as_groups=self._config.threads_as_groups)
+        referenced = None
+        if worth_fetching(message, client.user):
+            referenced = await self._fetch_referenced(message)
+        inbound = to_inbound(
+            message,
+            client.user,
+            threads_as_groups=self._config.threads_as_groups,
+            referenced=referenced,
+        )
         try:
             await self._holding.deliver(inbound)
         except Exception as exc:
             # The router logged the cause; this says which message was lost.
             log.error(
-                "discord: message %s in channel %s not accepted: %r",
+                "discord: message %s in channel %s not accepted: %s",
                 inbound.event_id,
                 inbound.chat_id,
-                exc,
+                brief(exc),
             )
         if inbound.addressed is Addressed.NOT:
             log.debug("discord: message %s not addressed to the bot", inbound.event_id)
 
+    async def _fetch_referenced(self, message: discord.Message) -> discord.Message | None:
+        """The replied-to message over REST, when the gateway did not resolve it."""
+        ref = message.reference
+        assert ref is not None and ref.message_id is not None
+        channel = self._require_client().get_partial_messageable(ref.channel_id)
+        try:
+            return await channel.fetch_message(ref.message_id)
+        except discord.HTTPException as exc:
+            log.debug("discord: replied-to message %s not fetched: %s", ref.message_id, exc.status)
+            return None
+
+    async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
+        # Discord states every attachment's size, so the bridge has refused a picture over
+        # max_bytes before this; the bytes come from the attachment's CDN URL.
+        try:
+            return await self._require_client().http.get_from_cdn(picture.ref)
+        except discord.HTTPException as exc:
+            raise PictureUnavailable(f"discord attachment download: HTTP {exc.status}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PictureUnavailable(f"discord attachment download: {exc!r}") from None
+
     # ------------------------------------------------------------------------------ sending
 
-    async def send(self, outbound: Outbound) -> None:
-        client = self._require_client()
-        channel = client.get_partial_messageable(int(outbound.chat_id))
+    async def send(self, outbound: Outbound) -> str:
+        client = self._client
+        if client is None or client.is_closed():
+            raise DeliveryFailed("discord: not connected")
+        reply_to = outbound.reply_to if outbound.part == 0 else None
+        channel, reference, allowed = self._target(outbound.chat_id, reply_to)
+        try:
+            message = await channel.send(
+                outbound.text,
+                reference=reference,  # type: ignore[arg-type]
+                allowed_mentions=allowed,
+                nonce=outbound.key or None,  # type: ignore[arg-type]
+            )
+        except (discord.Forbidden, discord.NotFound) as exc:  # no permission; no such channel
+            raise Undeliverable(f"{exc.status} {exc.text or type(exc).__name__}") from None
+        except discord.RateLimited as exc:
+            raise DeliveryFailed(
+                f"rate limited for {exc.retry_after:g}s", retry_after=exc.retry_after
+            ) from None
+        except discord.HTTPException as exc:
+            if exc.status >= 500 or exc.status == 429:  # a server error; a Cloudflare block
+                raise DeliveryFailed(f"HTTP {exc.status}", maybe_sent=True) from None
+            raise Undeliverable(f"{exc.status} {exc.text}") from None  # a request never valid
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # Maybe posted: a resend carries the same nonce, so Discord does not post it twice.
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}", maybe_sent=True) from None
+        return str(message.id)
+
+    def live(self, inbound: Inbound) -> DiscordLive | None:
+        """The answer sent early and edited in place as it grows (`streaming:`)."""
+        settings = self._config.streaming
+        if not (settings.dms if inbound.kind is ChatKind.DM else settings.groups):
+            return None
+        reply_to = inbound.message_id if inbound.kind is ChatKind.GROUP else None
+        channel, reference, allowed = self._target(inbound.chat_id, reply_to)
+        return DiscordLive(
+            self._require_client(), channel, reference=reference, allowed=allowed,
+            settings=settings,
+        )  # fmt: skip
+
+    def _target(self, chat_id: str, reply_to: str | None) -> _Target:
+        """Where an answer goes, what it replies to, and whom it may ping."""
+        channel = self._require_client().get_partial_messageable(int(chat_id))
         reference = None
-        if outbound.reply_to:
+        if reply_to:
             # A deleted question must not cost the answer: post it without the reference then.
             reference = discord.MessageReference(
-                message_id=int(outbound.reply_to),
-                channel_id=channel.id,
-                fail_if_not_exists=False,
+                message_id=int(reply_to), channel_id=channel.id, fail_if_not_exists=False
             )
         # Nothing the model writes may ping anyone; only the reply itself may, when configured.
         allowed = discord.AllowedMentions.none()
         allowed.replied_user = self._config.mention_author
-        for number, part in enumerate(outbound.parts):
-            try:
-                await channel.send(
-                    part, reference=reference if number == 0 else None, allowed_mentions=allowed
-                )
-            except discord.Forbidden as exc:
-                self._refused(outbound.chat_id, exc)
-                return
-
-    def _refused(self, chat_id: str, exc: discord.Forbidden) -> None:
-        if chat_id in self._forbidden:
-            log.debug("discord: reply to channel %s dropped (403)", chat_id)
-            return
-        self._forbidden.add(chat_id)
-        log.warning(
-            "discord: no permission to post in channel %s (403 %s); its replies are dropped",
-            chat_id,
-            exc.text or "Forbidden",
-        )
+        return channel, reference, allowed
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
-        return self._typing(inbound.chat_id)
+        channel = self._require_client().get_partial_messageable(int(inbound.chat_id))
+        return self._typing.showing(
+            lambda: self._type(channel, inbound.chat_id), f"discord-typing-{inbound.chat_id}"
+        )
 
-    @asynccontextmanager
-    async def _typing(self, chat_id: str) -> AsyncIterator[None]:
-        channel = self._require_client().get_partial_messageable(int(chat_id))
-
-        async def keep_typing() -> None:
-            while True:
-                try:
-                    await channel.typing()  # one signal; the context-manager form owns no task
-                except discord.HTTPException as exc:
-                    log.debug("discord: typing in %s failed: %s", chat_id, exc.status)
-                    return  # cosmetic: never worth failing or retrying an answer for
-                await asyncio.sleep(TYPING_EVERY)
-
-        typer = asyncio.create_task(keep_typing(), name=f"discord-typing-{chat_id}")
+    async def _type(self, channel: discord.PartialMessageable, chat_id: str) -> bool:
+        """One typing signal (the context-manager form would own a task of its own); False on
+        any refusal: cosmetic, never worth failing or retrying an answer for."""
         try:
-            yield
-        finally:
-            typer.cancel()
-            await asyncio.gather(typer, return_exceptions=True)
+            await channel.typing()
+        except discord.HTTPException as exc:
+            log.debug("discord: typing in %s failed: %s", chat_id, exc.status)
+            return False
+        return True
 
     def _require_client(self) -> BridgeClient:
         if self._client is None:

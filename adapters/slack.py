@@ -3,14 +3,17 @@
 Socket Mode (an app token; no public URL) or HTTP Events on the bridge's HTTP server (a signing
 secret; bolt checks signatures and timestamps). Each event is handed to the router before bolt
 acknowledges it, so an acknowledged event is durably accepted, and Slack's retries of it are
-acknowledged again and dropped by the router as duplicates.
+acknowledged again and dropped by the router as duplicates. Replies go out one part at a time
+through `_slack_send`, which makes a resent part appear once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -32,11 +35,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import SlackAdapter as SlackConfig
+from bridge.errors import DeliveryFailed, PictureUnavailable
+from bridge.logs import brief
 from bridge.metrics import Metrics
-from bridge.types import Inbound, Limits, Outbound
+from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound, Picture
 
+from . import _slack_send
+from ._slack_context import ThreadParents, download
 from ._slack_events import PLATFORM, to_inbound
-from ._slack_format import to_mrkdwn
+from ._slack_live import SlackLive
 
 log = logging.getLogger("adapters.slack")
 
@@ -75,12 +82,22 @@ class _RateLimitRetry(_Counted, AsyncRateLimitErrorRetryHandler):
 class _ConnectionRetry(_Counted, AsyncConnectionErrorRetryHandler):
     reason = "connection"
 
+    async def _can_retry_async(self, **kwargs: Any) -> bool:
+        if kwargs["request"].url.endswith("/chat.postMessage"):
+            # A post whose connection broke may have been made: never resent blindly here.
+            # Delivery retries it after looking for it by its metadata. Only a connection that
+            # was never established is safe to retry at once.
+            return isinstance(kwargs.get("error"), aiohttp.ClientConnectorError)
+        return await super()._can_retry_async(**kwargs)  # type: ignore[misc]
+
 
 class SlackAdapter:
     platform = PLATFORM
     # 3,000 fits one section block; mrkdwn escaping grows a part at most fivefold (& → &amp;),
     # still far below the 40,000 characters at which Slack truncates a message's `text`.
     limits = Limits(max_len=3000)
+    # A part that may have been posted is looked up by its metadata before it is posted again.
+    dedup_window = math.inf
 
     def __init__(self, config: SlackConfig, metrics: Metrics) -> None:
         self._cfg = config
@@ -91,6 +108,9 @@ class SlackAdapter:
         self._app: AsyncApp | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._identity: dict[str, Any] = {}
+        self._parents: ThreadParents | None = None
+        self._streams_refused = False  # chat.startStream is not available to this app
+        self._status_refused = False  # assistant.threads.setStatus is not either
         self._send_only = False
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -106,6 +126,7 @@ class SlackAdapter:
         self._client = self._web_client(self._session)
         try:
             self._identity = await _auth_test(self._client)
+            self._parents = ThreadParents(self._client, self._identity)
             if deliver is None:  # a worker: the Web API only, no socket, no events
                 self._send_only = True
                 log.info("slack: bot %s, sending only", self._identity.get("user"))
@@ -131,7 +152,7 @@ class SlackAdapter:
             try:
                 await socket.close_async()
             except Exception as exc:
-                log.warning("slack: socket mode did not close cleanly: %r", exc)
+                log.warning("slack: socket mode did not close cleanly: %s", brief(exc))
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -160,18 +181,29 @@ class SlackAdapter:
 
     # ------------------------------------------------------------------------------ sending
 
-    async def send(self, outbound: Outbound) -> None:
-        client = self._require_client()
-        # In a channel the answer goes to the asking message's thread (the router copies it).
-        thread = outbound.thread_id or outbound.reply_to
-        for part in outbound.parts:
-            text = to_mrkdwn(part)
-            if not text.strip():
-                continue
-            if thread:
-                await client.chat_postMessage(channel=outbound.chat_id, text=text, thread_ts=thread)
-            else:
-                await client.chat_postMessage(channel=outbound.chat_id, text=text)
+    async def send(self, outbound: Outbound) -> str:
+        client = self._client
+        if client is None:
+            raise DeliveryFailed("slack: not started")
+        return await _slack_send.post(client, outbound, self._metrics)
+
+    def live(self, inbound: Inbound) -> SlackLive | None:
+        """Slack's chat streams in the question's thread, else a message updated in place."""
+        settings = self._cfg.streaming
+        dm = inbound.kind is ChatKind.DM
+        if not (settings.dms if dm else settings.groups) or self._client is None:
+            return None
+        return SlackLive(
+            self._client, channel=inbound.chat_id,
+            thread=inbound.thread_id or (None if dm else inbound.message_id),
+            stream_thread=inbound.thread_id or inbound.message_id,
+            # A stream outside a DM is shown to the person who asked.
+            recipient=None if dm else (inbound.sender_id, inbound.workspace or ""),
+            settings=settings, native=not self._streams_refused, refused=self._refuse_streams,
+        )  # fmt: skip
+
+    def _refuse_streams(self) -> None:
+        self._streams_refused = True
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
         return self._progress(inbound)
@@ -184,11 +216,36 @@ class SlackAdapter:
             yield
             return
         added = await self._react("reactions_add", inbound, name)
+        status = await self._status(inbound, "is thinking…")
         try:
             yield
         finally:
+            if status:
+                await self._status(inbound, "")
             if added:
                 await self._react("reactions_remove", inbound, name)
+
+    async def _status(self, inbound: Inbound, status: str) -> bool:
+        """The assistant thread's status line in a DM (apps with Slack's assistant feature);
+        refused once, it is not tried again."""
+        client = self._client
+        if self._status_refused or client is None or inbound.kind is not ChatKind.DM:
+            return False
+        try:
+            await client.assistant_threads_setStatus(
+                channel_id=inbound.chat_id,
+                thread_ts=inbound.thread_id or str(inbound.message_id),
+                status=status,
+            )
+        except SlackApiError as exc:
+            self._status_refused = True
+            log.info("slack: no assistant status (%s); the reaction shows progress",
+                     exc.response.get("error"))  # fmt: skip
+            return False
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("slack assistant.threads.setStatus failed: %r", exc)
+            return False
+        return True
 
     async def _react(self, method: str, inbound: Inbound, name: str) -> bool:
         client = self._client
@@ -207,7 +264,7 @@ class SlackAdapter:
             )
             return False
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("slack %s failed: %r", method, exc)
+            log.warning("slack %s failed: %s", method, brief(exc))
             return False
         return True
 
@@ -250,8 +307,13 @@ class SlackAdapter:
         if inbound is None:
             log.debug("slack event %s not a person's message: skipped", body.get("event_id"))
             return
-        if self._deliver is None:
+        if self._deliver is None or self._parents is None:
             raise RuntimeError("slack adapter is not started")
+        thread_ts = body["event"].get("thread_ts")
+        if inbound.addressed is not Addressed.NOT and thread_ts and thread_ts != inbound.message_id:
+            # Asked in a thread: the thread's parent message is the question's context.
+            quote = await self._parents.quote(inbound.chat_id, thread_ts, inbound.sender_id)
+            inbound = dataclasses.replace(inbound, quote=quote)
         await self._deliver(inbound)
 
     async def _on_http(self, request: web.Request) -> web.StreamResponse:
@@ -293,6 +355,18 @@ class SlackAdapter:
                 _ConnectionRetry(self._metrics, max_retry_count=1),
                 _RateLimitRetry(self._metrics, max_retry_count=self._cfg.max_retries),
             ],
+        )
+
+    async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
+        if self._session is None:
+            raise PictureUnavailable("slack adapter is not started")
+        return await download(
+            self._session,
+            picture,
+            token=self._cfg.bot_token.get_secret_value(),
+            api_base_url=self._cfg.api_base_url,
+            max_bytes=max_bytes,
+            timeout=self._cfg.timeout,
         )
 
     def _require_client(self) -> AsyncWebClient:

@@ -15,8 +15,8 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiohttp import web
@@ -32,16 +32,21 @@ from telegram.error import (
     TelegramError,
 )
 from telegram.ext import Application, ApplicationBuilder
-from telegram.request import HTTPXRequest
 
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import TelegramAdapter as TelegramConfig
+from bridge.errors import DeliveryFailed, Undeliverable
+from bridge.indicator import Indicators
 from bridge.leases import Election
+from bridge.logs import brief
 from bridge.metrics import Metrics
-from bridge.types import Inbound, Limits, Outbound
+from bridge.types import ChatKind, Inbound, Limits, Outbound, Picture
 
+from ._telegram_files import download
 from ._telegram_inbound import to_inbound
-from ._telegram_send import MAX_LEN, Sender, _seconds
+from ._telegram_live import TelegramLive
+from ._telegram_request import AiohttpRequest
+from ._telegram_send import MAX_LEN, Sender, _seconds, maybe_sent
 
 log = logging.getLogger("adapters.telegram")
 
@@ -56,6 +61,7 @@ class TelegramFailure(Exception):
 class TelegramAdapter:
     platform = "telegram"
     limits = Limits(max_len=MAX_LEN, utf16=True)
+    dedup_window = 0.0  # the Bot API has no idempotency key: a resent part may appear twice
 
     def __init__(
         self, config: TelegramConfig, metrics: Metrics, *, election: Election | None = None
@@ -67,19 +73,22 @@ class TelegramAdapter:
         self._send_only = False
         self._token = config.token.get_secret_value()
         # getUpdates has a connection of its own, so a stalled poll can be cut without
-        # touching sends in flight.
-        self._poll_request = HTTPXRequest(connection_pool_size=1)
+        # touching sends in flight. Both over aiohttp: see `_telegram_request`.
+        self._poll_request = AiohttpRequest(connection_pool_size=1)
+        self._request = AiohttpRequest(connection_pool_size=256)
         self._app: Application = (
             ApplicationBuilder()
             .token(self._token)
             .base_url(config.api_base_url)
             .base_file_url(config.api_file_url)
+            .request(self._request)
             .get_updates_request(self._poll_request)
             .updater(None)  # see the module docstring: the adapter polls itself
             .build()
         )
         self._bot = self._app.bot
         self._sender = Sender(self._bot, config, metrics)
+        self._typing = Indicators(config.typing_interval)
         self._deliver: Deliver | None = None
         self._me: User | None = None
         self._offset = 0  # the first update id not yet accepted by the router
@@ -89,6 +98,7 @@ class TelegramAdapter:
         self._conflict = False
         self._webhook_set = False
         self._supervisor: asyncio.Task[None] | None = None
+        self._drafts_refused = False  # the Bot API server has no sendMessageDraft
         self.restarts = 0  # poller restarts after a stall (tests and logs read it)
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -99,7 +109,11 @@ class TelegramAdapter:
         return (HttpRoute("POST", self._config.webhook_path, self._webhook),)
 
     async def start(self, deliver: Deliver | None) -> None:
-        await self._with_retries("start", self._app.initialize)  # getMe: id and username
+        try:
+            await self._with_retries("start", self._app.initialize)  # getMe: id and username
+        except BaseException:
+            await self._close_requests()  # PTB shuts down only what initialized fully
+            raise
         self._me = self._bot.bot
         if deliver is None:  # a worker: posts, never touches the webhook or getUpdates
             self._send_only = True
@@ -180,7 +194,14 @@ class TelegramAdapter:
             self._supervisor = None
             if polling:
                 await self._confirm_offset()
+        await self._typing.aclose()  # typing requests still in flight finish first
         await self._app.shutdown()  # closes both connections; a no-op if never initialized
+        await self._close_requests()
+
+    async def _close_requests(self) -> None:
+        """Close both connection pools (idempotent): aiohttp warns about a pool left open."""
+        await self._request.shutdown()
+        await self._poll_request.shutdown()
 
     async def _confirm_offset(self) -> None:
         """Tell Telegram which updates were accepted, so a restart does not fetch them again
@@ -237,7 +258,7 @@ class TelegramAdapter:
             await self._poll_request.shutdown()
             await self._poll_request.initialize()
         except Exception as exc:
-            log.warning("telegram: resetting the polling connection failed: %r", exc)
+            log.warning("telegram: resetting the polling connection failed: %s", brief(exc))
 
     async def _poll(self) -> None:
         failures = 0
@@ -254,14 +275,43 @@ class TelegramAdapter:
                 )
                 self._polled_ok(failures)
                 failures = 0
-                for update in updates:
-                    await self._dispatch(update)
-                    self._offset = update.update_id + 1  # accepted: safe to confirm
+                await self._dispatch_batch(updates)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # nothing may end the poller; each cause is named
                 failures += 1
                 await asyncio.sleep(self._poll_failed(exc, failures))
+
+    async def _dispatch_batch(self, updates: Sequence[Update]) -> None:
+        """Hand a batch to the router, each chat's updates in order, the chats side by side.
+
+        One at a time, each update waited for the store's round trip before the next was even
+        looked at (a burst of 2,000 took seconds to take in). A session lives in one chat, so
+        keeping each chat's updates in series keeps every session's arrival order, even when the
+        store fails mid-batch: a chat's updates after a failed one are left for the next
+        getUpdates. The offset moves past the longest accepted prefix of the batch; an update
+        after it that was accepted anyway comes back and the router drops it as a duplicate."""
+        chats: dict[int | None, list[Update]] = {}
+        for update in updates:
+            chat = update.effective_chat
+            chats.setdefault(chat.id if chat is not None else None, []).append(update)
+        accepted: set[int] = set()
+        failures: list[BaseException] = []
+
+        async def in_series(chat_updates: list[Update]) -> None:
+            for update in chat_updates:
+                try:
+                    await self._dispatch(update)
+                except Exception as exc:
+                    failures.append(exc)
+                    return
+                accepted.add(update.update_id)
+
+        await asyncio.gather(*(in_series(found) for found in chats.values()))
+        for update in updates:
+            if update.update_id not in accepted:
+                raise failures[0]
+            self._offset = update.update_id + 1  # accepted: safe to confirm
 
     def _polled_ok(self, failures: int) -> None:
         if failures or self._problem:
@@ -290,7 +340,7 @@ class TelegramAdapter:
         elif isinstance(exc, TelegramError):
             detail = f"getUpdates failed: {self._scrub(exc)}"
         else:  # the router could not accept an update: fetch it again later, lose nothing
-            detail = f"update not accepted, will be fetched again: {self._scrub(exc)!r}"
+            detail = f"update not accepted, will be fetched again: {self._scrub(brief(exc))}"
         self._problem = detail
         level = logging.WARNING if failures == 1 else logging.DEBUG
         if isinstance(exc, Conflict | InvalidToken) or not isinstance(exc, TelegramError):
@@ -317,8 +367,8 @@ class TelegramAdapter:
             return web.Response(status=503, text="not started")  # Telegram retries later
         try:
             update = Update.de_json(await request.json(), self._bot)
-        except Exception as exc:
-            log.warning("telegram webhook: unreadable update refused: %r", exc)
+        except Exception as exc:  # its text may quote the update: the type says enough
+            log.warning("telegram webhook: unreadable update refused (%s)", type(exc).__name__)
             return web.Response(status=400, text="not a Telegram update")
         try:
             # The router only records the message before returning: this stays fast, and a
@@ -335,44 +385,77 @@ class TelegramAdapter:
     async def _dispatch(self, update: Update) -> None:
         assert self._me is not None
         deliver = self._deliver
-        inbound = to_inbound(update, self._me)
+        try:
+            inbound = to_inbound(update, self._me)
+        except Exception as exc:
+            # A bug in reading one odd update must not block every later one: it would be
+            # fetched again for ever. Skipped, and said once.
+            log.error(
+                "telegram update %s unreadable, skipped (%s)", update.update_id, brief(exc),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )  # fmt: skip
+            return
         if inbound is None or deliver is None:
             log.debug("telegram update %s needs no answer", update.update_id)
             return
         await deliver(inbound)
 
-    async def send(self, outbound: Outbound) -> None:
+    async def send(self, outbound: Outbound) -> str:
         try:
-            await self._sender.send(outbound)
-        except Forbidden as exc:
-            raise TelegramFailure(
-                f"cannot post in chat {outbound.chat_id}: {exc.message}"
+            ids = await self._sender.send(outbound)
+        except (Forbidden, BadRequest) as exc:
+            # Blocked, kicked, a chat that does not exist, a message Telegram will never take:
+            # no retry can help.
+            raise Undeliverable(f"{type(exc).__name__}: {self._scrub(exc.message)}") from None
+        except RetryAfter as exc:
+            raise DeliveryFailed(
+                f"rate limited for {_seconds(exc.retry_after):g}s",
+                retry_after=_seconds(exc.retry_after),
             ) from None
-        except TelegramError as exc:
-            raise TelegramFailure(f"sendMessage failed: {self._scrub(exc)}") from None
+        except NetworkError as exc:
+            raise DeliveryFailed(
+                f"{type(exc).__name__}: {self._scrub(exc)}", maybe_sent=maybe_sent(exc)
+            ) from None
+        except TelegramError as exc:  # an invalid token, a conflict: nothing this chat did
+            raise DeliveryFailed(f"sendMessage failed: {self._scrub(exc)}") from None
+        return ",".join(str(i) for i in ids)
 
-    @asynccontextmanager
-    async def working(self, inbound: Inbound) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._typing(inbound), name="telegram-typing")
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    def live(self, inbound: Inbound) -> TelegramLive | None:
+        """A draft in a private chat, a message edited in place in a group (`streaming:`)."""
+        settings = self._config.streaming
+        private = inbound.kind is ChatKind.DM
+        if not (settings.dms if private else settings.groups):
+            return None
+        return TelegramLive(
+            self._bot, self._sender, chat_id=int(inbound.chat_id),
+            thread=int(inbound.thread_id) if inbound.thread_id else None,
+            reply=None if private else inbound.message_id, settings=settings,
+            draft=private and not self._drafts_refused, drafts_refused=self._refuse_drafts,
+        )  # fmt: skip
 
-    async def _typing(self, inbound: Inbound) -> None:
-        """Show "typing…" now and refresh it (Telegram clears it after ~5 s) until cancelled."""
+    def _refuse_drafts(self) -> None:
+        self._drafts_refused = True
+
+    def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
+        name = f"telegram-typing-{inbound.chat_id}"
+        return self._typing.showing(lambda: self._type(inbound), name)
+
+    async def _type(self, inbound: Inbound) -> bool:
+        """Show "typing…" once (Telegram clears it after ~5 s or at our next message); False
+        when the chat refuses us, so the refreshes stop."""
         thread = int(inbound.thread_id) if inbound.thread_id else None
-        while True:
-            try:
-                await self._bot.send_chat_action(
-                    int(inbound.chat_id), ChatAction.TYPING, message_thread_id=thread
-                )
-            except Forbidden:
-                return
-            except TelegramError as exc:  # cosmetic: never worth more than a debug line
-                log.debug("telegram typing in %s failed: %s", inbound.chat_id, self._scrub(exc))
-            await asyncio.sleep(self._config.typing_interval)
+        try:
+            await self._bot.send_chat_action(
+                int(inbound.chat_id), ChatAction.TYPING, message_thread_id=thread
+            )
+        except Forbidden:
+            return False
+        except TelegramError as exc:  # cosmetic: never worth more than a debug line
+            log.debug("telegram typing in %s failed: %s", inbound.chat_id, self._scrub(exc))
+        return True
+
+    async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
+        return await download(self._bot, picture, max_bytes, self._scrub)
 
     def health(self) -> Health:
         if self._send_only:
@@ -402,6 +485,9 @@ class TelegramAdapter:
             raise TelegramFailure("the Bot API rejected the token") from None
         except TelegramError as exc:
             raise TelegramFailure(f"getMe failed: {self._scrub(exc)}") from None
+        finally:
+            if self._me is None:
+                await self._close_requests()
         return f"@{me.username} (id {me.id})"
 
     def _scrub(self, exc: BaseException | str) -> str:

@@ -1,5 +1,5 @@
 """What `bench.scale` runs against: a redis-server of its own (append-only, fsync per write, as
-shipped), a fake LLM in a process of its own answering after a fixed latency, the fake Slack
+shipped), the benchmarks' LLM (`bench.llm`) in a process of its own, the fake Slack
 (Socket Mode in, chat.postMessage out, each post timestamped on arrival), and `botbridge run
 --role …` subprocesses configured for them.
 """
@@ -20,8 +20,8 @@ import httpx
 import yaml
 from aiohttp import web
 
+from bench.llm import running_llm
 from tests.fakes.base import eventually
-from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.redis_server import OwnRedis, free_port
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, im
 
@@ -48,41 +48,6 @@ class TimedSlack(FakeSlack):
         said = time.monotonic()
         await self.push(im(f"s{session} m{line}", user=f"U{session}", channel=f"D{session}"))
         return said
-
-
-class LatencyLLM(FakeOpenAI):
-    def __init__(self, latency: float) -> None:
-        super().__init__(record=False)
-        self.latency = latency
-
-    async def _complete(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if self.latency:
-            await asyncio.sleep(self.latency)  # the model thinking
-        return web.json_response(self._completion(f"echo: {body['messages'][-1]['content']}"))
-
-
-async def serve_llm(latency: float) -> None:
-    """`python -m bench.scale --serve-llm SECONDS`: print the port, serve until killed."""
-    server = LatencyLLM(latency)
-    await server.start_on(0)
-    print(server.port, flush=True)
-    await asyncio.Event().wait()
-
-
-@asynccontextmanager
-async def llm_process(latency: float) -> AsyncIterator[str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.scale", "--serve-llm", str(latency),
-        stdout=asyncio.subprocess.PIPE, cwd=ROOT,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        port = int(await asyncio.wait_for(proc.stdout.readline(), 60))
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 class Process:
@@ -181,7 +146,7 @@ async def slack_cluster(
     """Redis, the LLM, the fake Slack, one ingress and `workers` workers, all ready."""
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(OwnRedis(folder / "redis"))
-        llm = await stack.enter_async_context(llm_process(latency))
+        llm = await stack.enter_async_context(running_llm(latency))
         slack = await stack.enter_async_context(TimedSlack())
         config = base_config(redis.url, llm, claim_idle)
         config["adapters"] = {

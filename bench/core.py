@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
-import json
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +31,9 @@ from bridge.app import Bridge
 from bridge.config import parse_config
 from bridge.metrics import Metrics
 from bridge.types import Outbound
+
+from ._stats import percentile, write_json
+from .llm import running_llm
 
 
 class _Tap:
@@ -61,12 +61,13 @@ class _Users(ConsoleAdapter):
         self.all_answered = asyncio.Event()
         self.expected = 0
 
-    async def send(self, outbound: Outbound) -> None:
+    async def send(self, outbound: Outbound) -> str:
         self.answers += 1
         if outbound.chat_id in self.waiting:
-            self.waiting.pop(outbound.chat_id).set_result(outbound.parts[0])
+            self.waiting.pop(outbound.chat_id).set_result(outbound.text)
         if self.answers >= self.expected:
             self.all_answered.set()
+        return str(self.answers)
 
 
 async def _closed_loop(users: _Users, messages: int, sessions: int) -> None:
@@ -92,34 +93,13 @@ async def _open_loop(users: _Users, messages: int, sessions: int, rate: float) -
     await users.all_answered.wait()
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]
-
-
-@contextlib.asynccontextmanager
-async def fake_openai() -> AsyncIterator[str]:
-    """The fake OpenAI server in a process of its own, as a real server would be; its base URL."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.fakes.openai_api", "--port", "0",
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        port = int(await asyncio.wait_for(proc.stdout.readline(), 30))
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        await proc.wait()
-
-
 async def run(
     messages: int, sessions: int, state_dir: str, rate: float | None = None
 ) -> dict[str, Any]:
     samples: list[float] = []
     metrics = Metrics()
     metrics.added_latency = _Tap(metrics.added_latency, samples)  # type: ignore[assignment]
-    async with fake_openai() as base_url:
+    async with running_llm() as base_url:
         config = parse_config({
             "bridge": {"store": {"path": str(Path(state_dir) / "bench.sqlite3")},
                        "max_in_flight": 64, "log_level": "warning"},
@@ -176,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['mode']}: {result['messages']} messages over {result['sessions']} sessions in "
           f"{result['seconds']} s: {result['messages_per_second']} messages/s")
     print("bridge-added latency (ms): " + "  ".join(f"{k} {v}" for k, v in latency.items()))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 

@@ -36,13 +36,12 @@ from bench._scale_world import (
     TimedSlack,
     base_config,
     bridge_process,
-    llm_process,
     ready,
-    serve_llm,
     slack_cluster,
     until,
 )
-from bench.core import percentile
+from bench._stats import percentile, write_json
+from bench.llm import running_llm
 from bridge import __version__
 from bridge.workqueue import partition_of
 from tests.fakes.redis_server import OwnRedis
@@ -163,7 +162,7 @@ async def poller_failover(folder: Path, claim_idle: float, stall_timeout: float)
     """Two ingress processes polling one Telegram bot (one elected); the poller is SIGKILLed."""
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(OwnRedis(folder / "redis"))
-        llm = await stack.enter_async_context(llm_process(0.0))
+        llm = await stack.enter_async_context(running_llm(0.0))
         telegram = await stack.enter_async_context(FakeTelegram())
         config = base_config(redis.url, llm, claim_idle)
         config["adapters"] = {
@@ -298,17 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall-timeout", type=float, default=30.0)
     parser.add_argument("--only", choices=["throughput", "failover"])
     parser.add_argument("--json", help="also write the results as JSON to this path")
-    parser.add_argument("--serve-llm", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_llm is not None:
-        asyncio.run(serve_llm(args.serve_llm))
-        return 0
     results = asyncio.run(run(args))
     if results["throughput"]:
         print("\n".join(summary(results)))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
     return 0
 
 

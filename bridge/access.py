@@ -1,8 +1,10 @@
 """Who may use the bot, and how often: the operator's guard on their users and their LLM bill.
 
-Access rules are tried in order, first match wins (the same fields as routes); what no rule
-matches gets `access.default`. The rate limit counts each person's questions to a backend in
-fixed windows, in the store, so that several processes share one count.
+Admins (`access.admins`) are always let in. Otherwise access rules are tried in order, first match
+wins (the same fields as routes); what no rule matches gets `access.default`; and a person an admin
+blocked is kept out, read from the store per message so that a block holds in every process at
+once. The rate limit counts each person's questions to a backend in fixed windows, in the store,
+so that several processes share one count.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import AccessSettings, Match
-from .session import qualify
-from .store import Store
+from .people import Account, People
+from .store import Control, Store
 from .types import Inbound
 
 
@@ -33,6 +35,12 @@ def matches(rule: Match, inbound: Inbound) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Admission:
+    allowed: bool
+    control: Control  # the person's block and personal budget (default: none)
+
+
+@dataclass(frozen=True, slots=True)
 class Limited:
     """Over the rate limit: wait `wait` seconds; `first` only for the first refusal of a window
     (the one the person is told about; the rest are dropped quietly, not answered with spam)."""
@@ -43,11 +51,16 @@ class Limited:
 
 class Gate:
     def __init__(
-        self, settings: AccessSettings, store: Store, clock: Callable[[], float] = time.time
+        self,
+        settings: AccessSettings,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        people: People | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._clock = clock
+        self._people = people or People(settings)
 
     @property
     def denied_reply(self) -> str | None:
@@ -57,7 +70,19 @@ class Gate:
     def limited_reply(self) -> str | None:
         return self._settings.rate_limited_reply
 
-    def allows(self, inbound: Inbound) -> bool:
+    async def admit(self, inbound: Inbound) -> Admission:
+        """Whether the sender may use the bot, with what admins decided about them (read once
+        per message, and passed on to the budget check)."""
+        account = Account.of(inbound)
+        admin = self._people.is_admin(account)  # always let in, never blocked
+        if not admin and not self._by_rules(inbound):
+            return Admission(False, Control())
+        if not self._people.has_admins:  # nobody can block: no store read per message
+            return Admission(True, Control())
+        control = await self._store.controls.get(self._people.subject(account))
+        return Admission(admin or not control.blocked, control)
+
+    def _by_rules(self, inbound: Inbound) -> bool:
         for rule in self._settings.rules:
             if matches(rule, inbound):
                 return rule.allow
@@ -69,7 +94,7 @@ class Gate:
         if limit is None:
             return None
         now = self._clock()
-        who = qualify(inbound.platform, inbound.workspace, inbound.sender_id)
+        who = self._people.subject(Account.of(inbound))
         count = await self._store.counters.hit(who, limit.per_seconds, now)
         if count <= limit.messages:
             return None

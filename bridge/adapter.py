@@ -1,8 +1,10 @@
 """The adapter interface: what the bridge needs from a platform, and nothing platform-specific.
 
-An adapter starts and stops, hands each platform event to `deliver` as an `Inbound`, sends
-`Outbound` replies, shows a working signal, says its limits and health, and may serve webhook
-routes on the bridge's one HTTP server. Implementations live in `adapters/`, one file each.
+An adapter starts and stops, hands each platform event to `deliver` as an `Inbound`, posts replies
+one part (`Outbound`) at a time and says which message id the platform gave it, shows a working
+signal, may show an answer while it is written (`live`), downloads a picture sent to the bot when a
+backend can see it, says its limits and health, and may serve webhook routes on the bridge's one
+HTTP server. Implementations live in `adapters/`, one file each.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Protocol
 
 from aiohttp import web
 
-from .types import Inbound, Limits, Outbound
+from .streaming import Live
+from .types import Inbound, Limits, Outbound, Picture
 
 # The router's intake: True once the message is durably accepted, False if it needs no answer.
 Deliver = Callable[[Inbound], Awaitable[bool]]
@@ -38,6 +41,10 @@ class HttpRoute:
 class Adapter(Protocol):
     platform: str
     limits: Limits
+    # Seconds after a first attempt during which posting the same part again (same
+    # `Outbound.key`) cannot make it appear twice: Discord's nonce (a few minutes), Slack's lookup
+    # by message metadata (always: math.inf); Telegram offers nothing (0).
+    dedup_window: float
 
     def routes(self) -> Sequence[HttpRoute]:
         """Webhook routes to mount before `start` (empty for polling/socket adapters)."""
@@ -49,10 +56,23 @@ class Adapter(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def send(self, outbound: Outbound) -> None:
-        """Post every part, in order; raise only when the reply cannot be delivered at all."""
+    async def send(self, outbound: Outbound) -> str:
+        """Post one part; the platform's message id (several joined by "," if the platform
+        needed more than one message). Raise `DeliveryFailed` when it failed for a passing reason
+        (`maybe_sent` if the request may have reached the platform), `Undeliverable` when the
+        platform refused it for good. With `outbound.retry`, an earlier attempt may have been
+        posted: use `outbound.key` so that it is not posted twice where the platform allows."""
 
     def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]: ...
+
+    async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
+        """The picture's bytes through the platform's file API. Raise `PictureTooLarge` before
+        reading more than `max_bytes` (before any download where the platform states the size),
+        `PictureUnavailable` when it cannot be had."""
+
+    def live(self, inbound: Inbound) -> Live | None:
+        """Where the answer to `inbound` can be shown as it is written (the adapter's
+        `streaming:` settings say for which chats); None: it is sent whole."""
 
     def health(self) -> Health: ...
 

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
-from .backends import Backend
+from .backends import Backend, can_stream
 from .errors import BackendError, CircuitOpen
 from .metrics import Metrics
-from .types import Answer, Session
+from .types import Answer, Question, Session
 
 log = logging.getLogger("bridge.breaker")
 
-# Causes that say the backend itself is unwell. A refused request (400) or a message too long
-# says nothing about the backend's health.
-TRIPPING_CAUSES = frozenset(
-    {"timeout", "unavailable", "rate_limited", "bad_response", "auth", "internal"}
-)
+# Causes that say the backend itself is unwell: no answer in time, 5xx or a refused or cut
+# connection, 429 beyond the retries, an answer we cannot read, refused credentials. A request
+# it refused (400), a message too long, a request we could not build (`unsendable`) or a bug of
+# ours says nothing about its health: one user's odd message must never shut out everyone.
+TRIPPING_CAUSES = frozenset({"timeout", "unavailable", "rate_limited", "bad_response", "auth"})
 
 
 class CircuitBreaker:
@@ -106,25 +106,49 @@ class GuardedBackend:
         self.name = backend.name
         self.backend = backend
         self.breaker = breaker
+        self.streaming = can_stream(backend)
 
-    async def ask(self, session: Session, text: str) -> Answer:
+    async def ask(self, session: Session, question: Question) -> Answer:
+        return await self._call(self.backend.ask, session, question)
+
+    async def resume(self, session: Session, question: Question) -> Answer:
+        return await self._call(self.backend.resume, session, question)  # type: ignore[attr-defined]
+
+    async def _call(
+        self,
+        call: Callable[[Session, Question], Awaitable[Answer]],
+        session: Session,
+        question: Question,
+    ) -> Answer:
         self.breaker.acquire()
         try:
-            answer = await self.backend.ask(session, text)
-        except BackendError as exc:
+            answer = await call(session, question)
+        except BaseException as exc:
+            self._verdict(exc)
+            raise
+        self.breaker.succeeded()
+        return answer
+
+    async def stream(self, session: Session, question: Question) -> AsyncIterator[str | Answer]:
+        self.breaker.acquire()
+        try:
+            async for piece in self.backend.stream(session, question):  # type: ignore[attr-defined]
+                yield piece
+        except BaseException as exc:  # a stream abandoned by its reader (idle) included
+            self._verdict(exc)
+            raise
+        self.breaker.succeeded()
+
+    def _verdict(self, exc: BaseException) -> None:
+        if isinstance(exc, BackendError):
             if exc.cause in TRIPPING_CAUSES:
                 self.breaker.failed()
             else:
                 self.breaker.released()
-            raise
-        except Exception:
-            self.breaker.failed()  # a bug in the backend: the router logs it
-            raise
-        except BaseException:
-            self.breaker.released()  # cancelled at shutdown
-            raise
-        self.breaker.succeeded()
-        return answer
+        else:
+            # A bug of ours (the router logs it) or a cancel (shutdown, or a stream its reader gave
+            # up on): no verdict on the backend's health.
+            self.breaker.released()
 
     async def probe(self) -> str:
         return await self.backend.probe()

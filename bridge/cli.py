@@ -1,28 +1,32 @@
-"""`botbridge run | check | console`. Exit status 2 on a config error, 1 on a failed probe."""
+"""`botbridge run | check | console | forget | sessions`. Exit status 2 on a config error, 1 on a
+failed probe."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from . import __version__
 from .adapter import Adapter
 from .app import Bridge
 from .backends import build_backend
 from .config import Config, embedded_default, load_config, secret_values
-from .errors import ConfigError
+from .errors import ConfigError, StoreLocked, StoreUnavailable
 from .leases import Election
-from .logs import Redactor, setup_logging
+from .logs import Redactor, brief, setup_logging
 from .roles import RoleName, build_role, check_role, poller_election, process_id
 from .store import open_store
 
 log = logging.getLogger("bridge")
 
 PROBE_TIMEOUT = 20.0
+CONSOLE_STOP = 1.5  # seconds: Ctrl-C must end the console promptly, whatever hangs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,11 +45,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(config, RoleName(args.role)))
         if args.command == "check":
             return asyncio.run(_check(config, offline=args.offline))
-        return asyncio.run(_console(config, user=args.user, group=args.group))
+        if args.command in ("forget", "sessions"):
+            return asyncio.run(_operator(args, config))
+        code = asyncio.run(_console(config, user=args.user, group=args.group))
+        if code == 130:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # see _console
+        return code
     except ConfigError as exc:
         print(f"botbridge: config error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # leaving: another Ctrl-C changes nothing
         return 130
 
 
@@ -69,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     console.add_argument("-c", "--config", help="YAML config (default: echo backend)")
     console.add_argument("--user", default="local", help="your user id (default: local)")
     console.add_argument("--group", help="be a user in this group instead of a DM")
+    forget = commands.add_parser("forget", help="delete what the bridge holds about a person")
+    forget.add_argument("-c", "--config", required=True)
+    forget.add_argument("--platform", required=True, help="telegram, discord, slack, console")
+    forget.add_argument("--user", required=True, help="their user id on that platform")
+    forget.add_argument("--workspace", help="Slack: the team id (T…)")
+    sessions = commands.add_parser("sessions", help="list stored sessions (never their content)")
+    sessions.add_argument("-c", "--config", required=True)
+    sessions.add_argument("--limit", type=int, help="the most recently used N only")
     return parser
 
 
@@ -104,7 +122,7 @@ async def _run(config: Config | None, role_name: RoleName = RoleName.ALL) -> int
     from .metrics import Metrics
 
     metrics = Metrics()
-    store = open_store(config.bridge)
+    store = open_store(config.bridge, owner=True)
     holder = process_id()
     role = build_role(role_name, config, store, metrics, holder)
     election = poller_election(config, store, holder) if role_name is not RoleName.WORKER else None
@@ -114,14 +132,7 @@ async def _run(config: Config | None, role_name: RoleName = RoleName.ALL) -> int
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await bridge.start()
-    except ConfigError:  # found once the store answered (a partition count that differs)
-        await bridge.stop()
-        raise
-    except Exception as exc:  # a port in use, an unreachable store: say it in one line
-        log.error("botbridge could not start: %s: %s", type(exc).__name__, exc)
-        await bridge.stop()
+    if not await _start(bridge):
         return 1
     _summary(config, bridge)
     await stop.wait()
@@ -129,6 +140,24 @@ async def _run(config: Config | None, role_name: RoleName = RoleName.ALL) -> int
     await bridge.stop()
     log.info("stopped")
     return 0
+
+
+async def _start(bridge: Bridge) -> bool:
+    """Start, or say in one line why not (a port in use, an unwritable state directory, an
+    unreachable store) and release what did start."""
+    try:
+        await bridge.start()  # undoes what it started when a part fails
+    except ConfigError:  # found once the store answered (a partition count that differs)
+        raise
+    except StoreLocked as exc:  # another daemon (or console) owns this state file
+        log.error("botbridge could not start: %s", exc)
+    except StoreUnavailable as exc:
+        log.error("botbridge could not start: %s (bridge.state_dir, bridge.store)", exc)
+    except Exception as exc:
+        log.error("botbridge could not start: %s", brief(exc))
+    else:
+        return True
+    return False
 
 
 def _summary(config: Config, bridge: Bridge) -> None:
@@ -191,10 +220,31 @@ async def _probe(call) -> tuple[str, str]:
         return "FAILED", f"{cause}: {exc}"
 
 
+# ------------------------------------------------------------------------- forget, sessions
+
+
+async def _operator(args: argparse.Namespace, config: Config | None) -> int:
+    from . import ops
+
+    assert config is not None
+    _logging(config, level="warning")
+    try:
+        if args.command == "forget":
+            return await ops.forget(
+                config, platform=args.platform, user=args.user, workspace=args.workspace
+            )
+        return await ops.sessions(config, limit=args.limit)
+    except Exception as exc:  # the store is unreachable or unreadable: one line, not a trace
+        print(f"botbridge: store failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
 # ----------------------------------------------------------------------------------- console
 
 
 async def _console(config: Config | None, *, user: str, group: str | None) -> int:
+    """Until stdin ends (then every answer is printed: exit 0), stdout is closed by its reader
+    (`| head -1`: stop quietly, exit 0) or Ctrl-C (stop at once, keep what is pending: 130)."""
     from adapters.console import ConsoleAdapter
 
     config = config or embedded_default()
@@ -202,10 +252,58 @@ async def _console(config: Config | None, *, user: str, group: str | None) -> in
     _logging(config, level="warning")
     console = ConsoleAdapter(user=user, group=group)
     bridge = Bridge(config, [console], serve_http=False)
-    await bridge.start()
+    console.pace = bridge.router.idle  # one line at a time: nothing piles up unanswered
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, interrupted.set)  # a second Ctrl-C: the same
     try:
-        await console.finished.wait()
-        await bridge.router.idle()
+        if not await _start(bridge):
+            return 1
+        await _first(interrupted.wait(), _answered(console, bridge))
+        if interrupted.is_set():  # cut the answer under way: it stays pending
+            await _stop_within(bridge, CONSOLE_STOP, drain=0)
+        elif console.output_closed:  # let the answer that found no reader complete
+            await _stop_within(bridge, CONSOLE_STOP, drain=CONSOLE_STOP / 2)
+        else:
+            await bridge.stop()
     finally:
-        await bridge.stop()
-    return 0
+        if interrupted.is_set():
+            # Leaving already, within a bound: one more Ctrl-C must not turn the exit into a
+            # KeyboardInterrupt in some teardown step. (The loop's handler stays until the loop
+            # closes; `main` ignores SIGINT from there on.)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            loop.remove_signal_handler(signal.SIGINT)
+    return 130 if interrupted.is_set() else 0
+
+
+async def _answered(console, bridge: Bridge) -> None:
+    await console.finished.wait()
+    if not console.output_closed:
+        await bridge.router.idle()
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _stop_within(bridge: Bridge, seconds: float, *, drain: float) -> None:
+    """Stop within `seconds`, draining for `drain` (what is cut stays pending). The store is
+    closed whatever happens: its thread would keep the process alive."""
+    try:
+        async with asyncio.timeout(seconds):
+            await bridge.stop(drain=drain)
+    except TimeoutError:
+        log.warning("did not stop cleanly within %gs; leaving now", seconds)
+        try:
+            async with asyncio.timeout(0.5):
+                await bridge.store.close()
+        except TimeoutError:
+            sys.stderr.flush()
+            os._exit(130)  # the store's thread is stuck: nothing else can end the process

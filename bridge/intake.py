@@ -18,9 +18,10 @@ from typing import Any, Protocol
 
 from .config import BridgeSettings
 from .metrics import Metrics
-from .router import dedup_id, needs_answer
+from .router import needs_answer
 from .session import key_for
-from .types import Inbound
+from .text import cleaned
+from .types import Inbound, dedup_id
 from .workqueue import partition_of
 
 log = logging.getLogger("bridge.intake")
@@ -47,6 +48,7 @@ class Intake:
     async def handle(self, inbound: Inbound) -> bool:
         platform = inbound.platform
         self._metrics.message(platform, "received")
+        inbound = await cleaned(inbound)  # what the queue holds is what a worker may read
         if not needs_answer(inbound):
             self._metrics.message(platform, "ignored")
             return False

@@ -1,7 +1,9 @@
 """Session lanes: one job at a time per session, in arrival order; many sessions at once.
 
 A lane is a queue plus the task that works through it; the task exists only while the lane has
-work. Every task is owned here and cancelled on `close`, so nothing runs after shutdown.
+work. Every task is owned here and cancelled on `close`, so nothing runs after shutdown. Lanes
+made `held` queue jobs without running any until `release()` (the bridge queues what it recovered
+first, and starts nothing before its adapters are up).
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ Job = Callable[[], Awaitable[None]]
 
 
 class Lanes:
-    def __init__(self, on_change: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self, on_change: Callable[[int, int], None] | None = None, *, held: bool = False
+    ) -> None:
+        self._released = asyncio.Event()
+        if not held:
+            self._released.set()
         self._queues: dict[str, deque[Job]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
@@ -29,6 +36,13 @@ class Lanes:
     def waiting(self) -> int:
         """Jobs submitted and not yet started."""
         return self._waiting
+
+    @property
+    def released(self) -> bool:
+        return self._released.is_set()
+
+    def release(self) -> None:
+        self._released.set()
 
     @property
     def active(self) -> int:
@@ -46,6 +60,7 @@ class Lanes:
     async def _run(self, key: str) -> None:
         queue = self._queues[key]
         try:
+            await self._released.wait()
             while queue:
                 job = queue.popleft()
                 self._waiting -= 1

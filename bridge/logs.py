@@ -17,8 +17,23 @@ from urllib.parse import quote
 # Fields the bridge passes with `extra=` that belong in a JSON line (and, briefly, a text line).
 CONTEXT_FIELDS = ("session_key", "platform", "backend", "event_id", "latency_ms", "cause")
 _REDACTED = "[redacted]"
-# Libraries that log every HTTP request at INFO; the operator turns them up with `log_levels`.
-NOISY_LOGGERS = ("httpx", "httpcore", "telegram", "discord", "slack_bolt", "aiohttp.access")
+# Libraries that log every HTTP request at INFO, or statements and payloads holding what users
+# wrote at DEBUG (aiosqlite: each SQL call with its parameters; telegram, discord, slack_sdk: each
+# request or gateway event). Set to WARNING so their records are not even made; the operator
+# turns one up by naming it in `log_levels`.
+NOISY_LOGGERS = (
+    "httpx", "httpcore", "telegram", "discord", "slack_bolt", "slack_sdk", "aiohttp",
+    "aiosqlite", "redis", "websockets", "asyncio", "hpack", "telegramify_markdown",
+)  # fmt: skip
+# The bridge's own loggers: everything else is a library.
+OWN_LOGGERS = ("bridge", "adapters", "py.warnings")
+
+
+def brief(exc: BaseException) -> str:
+    """An exception for a log line: its type and text, short. Not `repr`: a UnicodeError's repr
+    holds the whole string it failed on (a request body, a user's message)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 class Redactor:
@@ -94,6 +109,22 @@ class JsonFormatter(_Redacting):
         return json.dumps(entry, ensure_ascii=False, default=lambda v: self.redact(str(v)))
 
 
+class LibraryFilter(logging.Filter):
+    """Below WARNING, only the bridge's own records pass, and a library's only when the operator
+    named it (or a parent) in `log_levels`: `log_level: debug` alone must not let a library we
+    never heard of print the statements or payloads it handles (they hold users' text)."""
+
+    def __init__(self, named: Iterable[str]) -> None:
+        super().__init__()
+        self._allowed = (*OWN_LOGGERS, *named)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        name = record.name
+        return any(name == allowed or name.startswith(allowed + ".") for allowed in self._allowed)
+
+
 def setup_logging(
     level: str = "info",
     fmt: str = "text",
@@ -105,6 +136,7 @@ def setup_logging(
     (`bridge.router: debug`, `telegram: info`), overriding the quiet default of noisy libraries."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else TextFormatter(secrets))
+    handler.addFilter(LibraryFilter(levels or {}))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

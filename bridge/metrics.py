@@ -16,7 +16,8 @@ _ADDED_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 _BACKEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
 OUTCOMES = (
-    "received", "answered", "ignored", "refused", "denied", "rate_limited", "failed", "duplicate"
+    "received", "answered", "ignored", "refused", "denied", "rate_limited", "over_budget",
+    "failed", "undeliverable", "duplicate",
 )  # fmt: skip
 # Where the bridge-added time goes: receipt → backend call, backend answer → platform accept.
 STAGES = ("to_backend", "to_platform")
@@ -83,8 +84,15 @@ class Metrics:
         )
         self.tokens = Counter(
             "botbridge_tokens",
-            "LLM tokens reported by backends",
-            ["backend", "direction"],
+            "LLM tokens by backend, route, direction (input, output), outcome (answered, "
+            "undelivered) and source (reported by the backend, or estimated from characters)",
+            ["backend", "route", "direction", "outcome", "source"],
+            registry=r,
+        )
+        self.budget_refusals = Counter(
+            "botbridge_budget_refusals",
+            "Questions refused because a daily token budget was used up, by scope (person, chat)",
+            ["scope", "backend"],
             registry=r,
         )
         self.send_retries = Counter(
@@ -97,6 +105,46 @@ class Metrics:
             "botbridge_adapter_connected",
             "1 while the adapter is connected and receiving",
             ["platform"],
+            registry=r,
+        )
+        self.stream_first_text = Histogram(
+            "botbridge_stream_first_text_seconds",
+            "Streamed answers: time from receiving the question to its first visible text",
+            ["platform"],
+            buckets=_BACKEND_BUCKETS,
+            registry=r,
+        )
+        self.stream_updates = Counter(
+            "botbridge_stream_updates",
+            "Updates of streamed answers, by outcome (sent, rate_limited, failed)",
+            ["platform", "outcome"],
+            registry=r,
+        )
+        self.delivery_retries = Counter(
+            "botbridge_delivery_retries",
+            "Reply parts that could not be posted for a passing reason and wait to be tried again",
+            ["platform"],
+            registry=r,
+        )
+        self.possibly_repeated = Counter(
+            "botbridge_possibly_repeated_parts",
+            "Reply parts posted again although an earlier attempt may have been posted (a crash "
+            "or timeout between the platform accepting a part and the journal recording it, on "
+            "a platform that cannot deduplicate)",
+            ["platform"],
+            registry=r,
+        )
+        self.reasked = Counter(
+            "botbridge_reasked",
+            "Questions asked again after a crash to a backend that keeps the conversation "
+            "(a second user turn: the API offers no other way)",
+            ["backend"],
+            registry=r,
+        )
+        self.recovered = Counter(
+            "botbridge_recovered",
+            "Pending messages picked up after a restart or from a dead process, by stage",
+            ["stage"],
             registry=r,
         )
         self.partitions_held = Gauge(
@@ -130,9 +178,14 @@ class Metrics:
         for platform in platforms:
             for outcome in OUTCOMES:
                 self.messages.labels(platform, outcome)
+            for outcome in ("sent", "rate_limited", "failed"):
+                self.stream_updates.labels(platform, outcome)
             self.adapter_connected.labels(platform)
+            self.possibly_repeated.labels(platform)
+            self.delivery_retries.labels(platform)
         for backend in backends:
             self.circuit_state.labels(backend).set(0)
+            self.reasked.labels(backend)
 
     def message(self, platform: str, outcome: str) -> None:
         self.messages.labels(platform, outcome).inc()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,7 +23,7 @@ from .errors import ConfigError
 from .intake import Intake
 from .leases import Election
 from .metrics import Metrics
-from .router import dedup_id
+from .types import dedup_id
 from .workqueue import ClaimedJournal, Consumer, patiently
 
 if TYPE_CHECKING:
@@ -211,14 +211,21 @@ async def check_layout(queue: Any, config: Config) -> None:
 
 
 class _WorkerStore:
-    """A worker's store: the fenced journal of claimed work, and sessions and counters that wait
-    out a Redis outage (the message's turn pauses; nothing is given up for it)."""
+    """A worker's store: the fenced journal of claimed work, and the other parts (sessions,
+    counters, controls) waiting out a Redis outage: the message's turn pauses, nothing is given
+    up for it."""
+
+    PARTS = ("sessions", "counters", "controls")
 
     def __init__(self, store: Store, journal: ClaimedJournal) -> None:
         self._store = store
         self.journal = journal
-        self.sessions = _patient(store.sessions)
-        self.counters = _patient(store.counters)
+        for name in self.PARTS:
+            if hasattr(store, name):
+                setattr(self, name, _patient(getattr(store, name)))
+
+    def __getattr__(self, name: str) -> Any:  # anything else, as the store has it
+        return getattr(self._store, name)
 
     async def open(self) -> None:
         await self._store.open()
@@ -249,6 +256,37 @@ class _GuardedOutbox:
         # Entered just before the backend call: a message no longer ours is not asked about.
         self._consumer.live(dedup_id(inbound))
         return self._outbox.working(inbound)
+
+    def live(self, inbound: Any) -> Any:
+        live = self._outbox.live(inbound)
+        if live is None:
+            return None
+        return _GuardedLive(live, lambda: self._consumer.live(dedup_id(inbound)))
+
+    async def fetch_picture(self, platform: str, picture: Any, max_bytes: int) -> bytes:
+        return await self._outbox.fetch_picture(platform, picture, max_bytes)
+
+
+class _GuardedLive:
+    """A streamed answer in a worker: each update and each sealed part checked, just before it
+    goes out, like any post."""
+
+    def __init__(self, live: Any, check: Callable[[], object]) -> None:
+        self._live = live
+        self._check = check
+        self.settings = live.settings
+        self.refresh = live.refresh
+
+    async def show(self, text: str) -> None:
+        self._check()
+        await self._live.show(text)
+
+    async def seal(self, part: str) -> Any:
+        self._check()
+        return await self._live.seal(part)
+
+    async def close(self) -> None:
+        await self._live.close()
 
 
 def _patient(part: Any) -> Around:

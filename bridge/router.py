@@ -1,8 +1,10 @@
 """The router: the one place that decides what happens to a message.
 
 In order: ignore what is not for the bot, drop a redelivered event, derive the session key, queue
-the message in its session's lane, then answer a bridge command or ask the routed backend (with a
-global bound on backend calls), and hand the formatted reply to the outbox. A failure anywhere
+the message in its session's lane, then answer a bridge command or have the routed backend asked
+(`bridge.asking`, with a global bound on backend calls), store the formatted reply in the journal
+and hand it to delivery. A message recovered after a restart resumes at the stage the journal
+recorded (`bridge.journal`): an answered one is delivered, not asked again. A failure anywhere
 becomes the user's short apology and one precise log line; nothing here raises into an adapter.
 """
 
@@ -11,58 +13,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Collection, Mapping
 
-from .access import Gate, matches
+from .access import Gate
+from .asking import STREAMED, Asker, Outbox, Turn, context, too_long
 from .backends import Backend
+from .budgets import Budgets
 from .commands import Commands
-from .config import AccessSettings, BridgeSettings, Route
-from .errors import BackendError, InputTooLong, NotOwner
+from .config import AccessSettings, BridgeSettings
+from .delivery import Deferred, Delivery
+from .errors import NotOwner
+from .journal import Entry, Outcome, Reply, Stages
 from .lanes import Lanes
+from .logs import brief
 from .metrics import Metrics
+from .profiles import Profiles
 from .session import key_for
 from .store import Store
-from .text import clean, split, utf16_len
-from .types import Addressed, Answer, ChatKind, Inbound, Limits, Outbound, Session
+from .text import cleaned
+from .types import Addressed, Inbound, dedup_id
 
 log = logging.getLogger("bridge.router")
 
-EMPTY_ANSWER = "(The assistant returned an empty answer.)"
-
-
-class Outbox(Protocol):
-    """Where replies go: the running adapters, chosen by `Outbound.platform`."""
-
-    def limits(self, platform: str) -> Limits: ...
-
-    async def send(self, outbound: Outbound) -> None: ...
-
-    def working(self, inbound: Inbound) -> AbstractAsyncContextManager[None]:
-        """Show the platform's "working on it" signal (typing, a reaction) while open."""
-
-
-@dataclass(slots=True)
-class _Job:
-    inbound: Inbound
-    key: str
-    dedup_id: str
-    started: float
-    accepted: asyncio.Future[bool] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-
-def dedup_id(inbound: Inbound) -> str:
-    return f"{inbound.platform}:{inbound.workspace or ''}:{inbound.event_id}"
+__all__ = ["Outbox", "Router"]
 
 
 def needs_answer(inbound: Inbound) -> bool:
-    """Addressed to the bot and not empty (a photo alone still gets its short reply)."""
+    """Addressed to the bot, and saying something (a photo alone gets its short reply; a bare
+    @mention asks what the bot does: it gets the help)."""
     return inbound.addressed is not Addressed.NOT and bool(
-        inbound.text.strip() or inbound.unsupported
+        inbound.text.strip() or inbound.unsupported or inbound.addressed is Addressed.MENTION
     )
 
 
@@ -74,25 +54,34 @@ class Router:
         backends: Mapping[str, Backend],
         outbox: Outbox,
         settings: BridgeSettings,
-        routes: Sequence[Route] = (),
-        default_backend: str | None = None,
+        profiles: Profiles,
         metrics: Metrics | None = None,
         gate: Gate | None = None,
+        budgets: Budgets | None = None,
+        commands: Commands | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._store = store
-        self._backends = backends
-        self._outbox = outbox
         self._settings = settings
-        self._routes = list(routes)
-        self._default = default_backend or next(iter(backends), None)
-        self._metrics = metrics or Metrics()
+        self._profiles = profiles
+        self._metrics = metrics = metrics or Metrics()
         self._gate = gate or Gate(AccessSettings(), store)  # allows everyone, no limit
+        self._budgets = budgets = budgets or Budgets.unlimited(store, metrics)
         self._clock = clock
-        self._slots = asyncio.Semaphore(settings.max_in_flight)
-        self._lanes = Lanes(on_change=self._lanes_changed)
-        self._commands = Commands(store=store, backends=backends, settings=settings)
+        # Held until `open()`: recovered messages queue first, and nothing is sent before the
+        # adapters are up.
+        self._lanes = Lanes(on_change=self._lanes_changed, held=True)
+        self._commands = commands or Commands(
+            store=store, backends=backends, settings=settings, profiles=profiles
+        )
+        self.delivery = Delivery(store.journal, outbox, settings.delivery, metrics)
+        self._stages = Stages(store, self.delivery)
+        self._asker = Asker(
+            backends=backends, outbox=outbox, settings=settings, profiles=profiles,
+            stages=self._stages, budgets=budgets, metrics=metrics, clock=clock,
+        )  # fmt: skip
         self._closing = False
+        self._deferred: set[str] = set()  # sessions whose turn waits for the next start
 
     # ------------------------------------------------------------------------------- intake
 
@@ -102,71 +91,78 @@ class Router:
         started = self._clock()
         platform = inbound.platform
         self._metrics.message(platform, "received")
+        inbound = await cleaned(inbound)
         if not needs_answer(inbound):
             self._metrics.message(platform, "ignored")
             return False
-        job = _Job(
+        turn = Turn(
             inbound, key_for(inbound, self._settings.session_keys), dedup_id(inbound), started
         )
         if not self._closing:
             # Queued before the store is asked, so that arrival order is lane order; the lane
             # waits for the verdict.
-            self._lanes.submit(job.key, lambda: self._run(job))
+            self._lanes.submit(turn.key, lambda: self._run(turn))
         try:
             fresh = await self._store.journal.accept(
-                job.dedup_id, inbound.to_dict(), self._settings.dedup_ttl
+                turn.dedup_id, inbound.to_dict(), self._settings.dedup_ttl
             )
         except BaseException as exc:
-            job.accepted.set_exception(exc)
-            job.accepted.exception()  # retrieved here; the lane only needs to know it failed
-            log.error("store failed to accept %s: %r", job.dedup_id, exc)
+            turn.accepted.set_exception(exc)
+            turn.accepted.exception()  # retrieved here; the lane only needs to know it failed
+            log.error("store failed to accept %s: %s", turn.dedup_id, brief(exc))
             raise
-        job.accepted.set_result(fresh)
+        turn.accepted.set_result(fresh)
+        if self._settings.log_message_text:
+            log.debug("text of %s: %r", turn.dedup_id, inbound.text, extra=context(turn))
         if not fresh:
             self._metrics.message(platform, "duplicate")
-            log.info("duplicate event %s dropped", job.dedup_id, extra=_context(job))
+            log.info("duplicate event %s dropped", turn.dedup_id, extra=context(turn))
         return fresh
 
-    async def recover(self) -> int:
-        """Queue every message accepted before a restart and never answered."""
-        count = 0
-        for payload in await self._store.journal.pending():
-            try:
-                inbound = Inbound.from_dict(payload)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.error("pending message unreadable, dropped: %r", exc)
-                continue
-            self.take(inbound, dedup_id(inbound))
-            count += 1
-        if count:
-            log.info("recovering %d message(s) accepted before the restart", count)
-        return count
+    async def recover(self, platforms: Collection[str] | None = None) -> int:
+        """Queue the pending messages of `platforms` that no live process is answering (at
+        start: everything accepted before the restart and not completed), each to resume at the
+        stage the journal recorded."""
+        found = await self._stages.recoverable(platforms)
+        for entry, inbound in found:
+            self.take(entry, inbound)
+            self._metrics.recovered.labels(str(entry.stage)).inc()
+        if found:
+            log.info("recovering %d pending message(s)", len(found))
+        return len(found)
 
-    def take(self, inbound: Inbound, event_id: str) -> asyncio.Future[None]:
-        """Queue a message accepted before (recovered, or claimed by a worker from the work
-        queue) in its session's lane. The future is done once its turn has ended, however."""
+    def open(self) -> None:
+        """Let the lanes run (once the adapters are up)."""
+        self._lanes.release()
+
+    def take(self, entry: Entry, inbound: Inbound) -> asyncio.Future[None]:
+        """Queue a pending message (recovered, or claimed by a worker from the work queue) in
+        its session's lane, to resume at the stage its journal entry recorded. The future is
+        done once its turn has ended, however it ended."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._closing:
             done.set_result(None)  # left pending: the next start (or holder) answers it
             return done
-        job = _Job(inbound, key_for(inbound, self._settings.session_keys), event_id, self._clock())
-        job.accepted.set_result(True)
+        key = key_for(inbound, self._settings.session_keys)
+        turn = Turn(inbound, key, entry.event_id, self._clock(), entry=entry)
+        turn.accepted.set_result(True)
 
-        async def turn() -> None:
+        async def run() -> None:
             try:
-                await self._run(job)
+                await self._run(turn)
             finally:
                 if not done.done():
                     done.set_result(None)
 
-        self._lanes.submit(job.key, turn)
+        self._lanes.submit(turn.key, run)
         return done
 
     async def drain(self, timeout: float) -> bool:
         """Stop taking new work into lanes, finish what is queued within `timeout`, then cancel
         the rest (it stays pending in the store and is answered at the next start)."""
         self._closing = True
-        finished = await self._lanes.join(timeout)
+        self.delivery.stop()  # a reply waiting to retry stays pending for the next start
+        finished = await self._lanes.join(timeout if self._lanes.released else 0)
         if not finished:
             log.warning("drain timeout after %.1fs: unfinished messages stay pending", timeout)
         await self._lanes.close()
@@ -175,199 +171,95 @@ class Router:
     async def idle(self, timeout: float | None = None) -> bool:
         return await self._lanes.join(timeout)
 
-    # ------------------------------------------------------------------------------- one job
+    # ------------------------------------------------------------------------------- one turn
 
-    async def _run(self, job: _Job) -> None:
+    async def _run(self, turn: Turn) -> None:
         try:
-            if not await job.accepted:
+            if not await turn.accepted:
                 return
         except Exception:
             return  # the store refused it; handle() already logged and told the adapter
+        if turn.key in self._deferred:
+            return  # an earlier message of this session waits for the restart: so does this one
         try:
-            await self._answer(job)
+            await self._turn(turn)
         except asyncio.CancelledError:
             raise  # shutdown: it stays pending and is answered after the restart
+        except Deferred:
+            self._deferred.add(turn.key)
         except NotOwner as exc:
-            log.warning("session %s: %s; left to its new owner", job.key, exc, extra=_context(job))
-            return
+            log.warning("session %s: %s; left to its new owner", turn.key, exc, extra=context(turn))
         except Exception:
             # Completed anyway: a message that breaks the bridge must not come back at every start.
-            log.exception("session %s: giving up on %s", job.key, job.dedup_id, extra=_context(job))
-        await self._store.journal.complete(job.dedup_id)
+            log.exception(
+                "session %s: giving up on %s", turn.key, turn.dedup_id, extra=context(turn)
+            )
+            await self._stages.complete(turn.dedup_id, Outcome.FAILED)
 
-    async def _answer(self, job: _Job) -> None:
-        inbound = job.inbound
-        text = inbound.text.strip()
-        command = self._commands.parse(inbound, job.key)
-        if not self._gate.allows(inbound):
+    async def _turn(self, turn: Turn) -> None:
+        """Answer (unless the journal has the reply already), store the reply, deliver it."""
+        if turn.entry is not None and turn.entry.delivering:
+            outcome = await self._stages.resume(turn.entry, turn.inbound)
+        else:
+            text = turn.inbound.text.strip()
+            reply = await self._answer(turn, text)
+            if reply is STREAMED:
+                await self._stages.complete(turn.dedup_id, Outcome.ANSWERED)
+                return
+            if reply is None:
+                await self._stages.complete(turn.dedup_id, Outcome.SILENT)
+                return
+            assert isinstance(reply, Reply)
+            outcome = await self._stages.answered(turn.dedup_id, turn.inbound, reply, turn.session)
+            await self._asker.spend(turn, text, delivered=outcome is Outcome.ANSWERED)
+        if outcome is Outcome.ANSWERED:
+            platform = turn.inbound.platform
+            self._metrics.message(platform, "answered")
+            asked, answered = turn.asked, turn.answered
+            if asked is not None and answered is not None:
+                done = self._clock()
+                self._metrics.bridge_added(platform, asked - turn.started, done - answered)
+            log.info("answered", extra=context(turn, turn.backend, self._clock() - turn.started))
+
+    async def _answer(self, turn: Turn, text: str) -> Reply | str | None:
+        """The reply to post (`STREAMED`: already posted), or None when the message gets none."""
+        inbound = turn.inbound
+        command = self._commands.parse(inbound, turn.key)
+        admission = await self._gate.admit(inbound)
+        if not admission.allowed:
             self._metrics.message(inbound.platform, "denied")
-            log.info("access denied", extra=_context(job))
+            log.info("access denied", extra=context(turn))
             if self._gate.denied_reply:
-                await self._reply(job, self._gate.denied_reply, kind="notice")
-        elif inbound.unsupported:
+                return await self._notice(turn, self._gate.denied_reply)
+        elif inbound.unsupported and not self._profiles.for_inbound(inbound).sees(inbound):
             self._metrics.message(inbound.platform, "refused")
-            await self._reply(job, _unsupported(inbound.unsupported), kind="notice")
+            return await self._notice(turn, _unsupported(inbound.unsupported))
         elif command is not None:
-            await self._reply(job, await self._commands.run(command), kind="notice")
+            return await self._notice(turn, await self._commands.run(command))
         elif len(text) > self._settings.max_input_chars:
             self._metrics.message(inbound.platform, "refused")
-            await self._reply(
-                job, _too_long(len(text), self._settings.max_input_chars), kind="notice"
-            )
+            return await self._notice(turn, too_long(len(text), self._settings.max_input_chars))
         elif limited := await self._gate.limit(inbound):
             self._metrics.message(inbound.platform, "rate_limited")
             if limited.first and self._gate.limited_reply:
                 wait = f"{max(1, round(limited.wait)):d}"
-                await self._reply(job, self._gate.limited_reply.format(wait=wait), kind="notice")
+                return await self._notice(turn, self._gate.limited_reply.format(wait=wait))
+        elif over := await self._budgets.check(
+            inbound, self._profiles.for_inbound(inbound).backend, admission.control
+        ):
+            self._metrics.message(inbound.platform, "over_budget")
+            return await self._notice(turn, over.reply)
         else:
-            await self._ask(job, text)
+            return await self._asker.ask(turn, text)
+        return None
 
-    async def _ask(self, job: _Job, text: str) -> None:
-        inbound = job.inbound
-        name = self.backend_for(inbound)
-        backend = self._backends[name]
-        state = await self._store.sessions.get(job.key, name)
-        session = Session(job.key, state)
-        metrics = self._metrics
-        async with self._outbox.working(inbound), self._slot():
-            asked = self._clock()
-            try:
-                answer = await backend.ask(session, text)
-            except InputTooLong as exc:
-                metrics.message(inbound.platform, "refused")
-                await self._reply(job, _too_long(exc.length, exc.limit), kind="notice")
-                return
-            except BackendError as exc:
-                if exc.state is not None:
-                    kept = _keep_generation(exc.state, session)
-                    await self._store.sessions.put(job.key, name, kept)
-                self._failed(job, name, exc.cause, asked, f"{exc.cause}: {exc}")
-                await self._reply(job, self._settings.apology, kind="apology")
-                return
-            except Exception as exc:  # a bug in a backend must not take the daemon down
-                log.exception("session %s backend %s: unexpected error", job.key, name)
-                self._failed(job, name, "internal", asked, repr(exc))
-                await self._reply(job, self._settings.apology, kind="apology")
-                return
-            answered = self._clock()
-        metrics.backend_latency.labels(name, "ok").observe(answered - asked)
-        self._count_tokens(name, answer)
-        if answer.state is not None:
-            await self._store.sessions.put(job.key, name, _keep_generation(answer.state, session))
-        sent = await self._reply(job, clean(answer.text) or EMPTY_ANSWER, kind="answer")
-        if sent:
-            metrics.message(inbound.platform, "answered")
-            metrics.bridge_added(inbound.platform, asked - job.started, sent - answered)
-            log.info("answered", extra=_context(job, name, self._clock() - job.started))
-
-    def _failed(self, job: _Job, backend: str, cause: str, asked: float, detail: str) -> None:
-        self._metrics.backend_errors.labels(backend, cause).inc()
-        self._metrics.backend_latency.labels(backend, "error").observe(self._clock() - asked)
-        self._metrics.message(job.inbound.platform, "failed")
-        log.error(
-            "backend failed: session=%s backend=%s event=%s cause=%s",
-            job.key,
-            backend,
-            job.dedup_id,
-            detail,
-            extra={**_context(job, backend, self._clock() - job.started), "cause": cause},
-        )
-
-    async def _reply(self, job: _Job, text: str, *, kind: str) -> float | None:
-        """Split, send; the clock reading when the adapter accepted it, None if sending failed."""
-        inbound = job.inbound
-        limits = self._outbox.limits(inbound.platform)
-        parts = split(text, limits.max_len, utf16_len if limits.utf16 else len)
-        outbound = Outbound(
-            platform=inbound.platform,
-            chat_id=inbound.chat_id,
-            parts=tuple(parts),
-            reply_to=inbound.message_id if inbound.kind is ChatKind.GROUP else None,
-            thread_id=inbound.thread_id,
-            workspace=inbound.workspace,
-            kind=kind,
-            event_id=job.dedup_id,
-        )
-        try:
-            await self._outbox.send(outbound)
-        except Exception as exc:
-            self._metrics.message(inbound.platform, "failed")
-            log.error(
-                "session %s: reply not delivered to %s chat %s: %r",
-                job.key,
-                inbound.platform,
-                inbound.chat_id,
-                exc,
-                extra=_context(job),
-            )
-            return None
-        return self._clock()
-
-    # ------------------------------------------------------------------------------- helpers
-
-    def backend_for(self, inbound: Inbound) -> str:
-        for route in self._routes:
-            if matches(route, inbound):
-                return route.backend
-        if self._default is None:
-            raise LookupError("no backend configured")
-        return self._default
-
-    def _slot(self) -> _Slot:
-        return _Slot(self._slots, self._metrics)
-
-    def _count_tokens(self, backend: str, answer: Answer) -> None:
-        if answer.usage.input_tokens:
-            self._metrics.tokens.labels(backend, "input").inc(answer.usage.input_tokens)
-        if answer.usage.output_tokens:
-            self._metrics.tokens.labels(backend, "output").inc(answer.usage.output_tokens)
+    async def _notice(self, turn: Turn, text: str) -> Reply:
+        return await self._asker.reply(turn, text, kind="notice")
 
     def _lanes_changed(self, waiting: int, lanes: int) -> None:
         self._metrics.queued.set(waiting)
         self._metrics.sessions.set(lanes)
 
 
-class _Slot:
-    """A place among the `max_in_flight` backend calls; waiting for one counts as queued."""
-
-    def __init__(self, semaphore: asyncio.Semaphore, metrics: Metrics) -> None:
-        self._semaphore = semaphore
-        self._metrics = metrics
-
-    async def __aenter__(self) -> None:
-        self._metrics.waiting_for_slot.inc()
-        try:
-            await self._semaphore.acquire()
-        finally:
-            self._metrics.waiting_for_slot.dec()
-        self._metrics.in_flight.inc()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._metrics.in_flight.dec()
-        self._semaphore.release()
-
-
-def _context(job: _Job, backend: str | None = None, took: float | None = None) -> dict:
-    """The `extra=` of a log line about one message (JSON logs carry these as fields)."""
-    return {
-        "session_key": job.key,
-        "platform": job.inbound.platform,
-        "event_id": job.dedup_id,
-        "backend": backend,
-        "latency_ms": None if took is None else round(took * 1000, 1),
-    }
-
-
-def _keep_generation(state: Mapping[str, object], session: Session) -> dict[str, object]:
-    merged = dict(state)
-    if session.generation:
-        merged["generation"] = session.generation
-    return merged
-
-
 def _unsupported(what: str) -> str:
     return f"I can only read text, so I can't take {what}. Please ask in words."
-
-
-def _too_long(length: int, limit: int) -> str:
-    return f"Your message is {length:,} characters long; the limit is {limit:,}. Please shorten it."

@@ -2,9 +2,11 @@
 `wx:group:{group}:user:{sender}`.
 
 Qualified ids (the default) prefix the platform and, where there is one, the workspace, joined by
-`.`: `tg.42`, `sl.T024BE7LD.U012AB3CD`. Each component is escaped so that it never holds `.`, `:` or
-`%` itself; distinct (platform, workspace, group, user) tuples therefore never share a key and a
-key parses one way only. `raw` keys use the platform ids as they are (single-platform operators).
+`.`: `tg.42`, `sl.T024BE7LD.U012AB3CD`. Each component is escaped so that it never holds `.`, `:`,
+`#` or `%` itself; distinct (platform, workspace, group, user) tuples therefore never share a key
+and a key parses one way only. `#` is kept for the generation suffix `/reset` adds (`key#2`,
+`types.Session.wire_id`): no key can end like another key after a reset. `raw` keys use the
+platform ids as they are (single-platform operators), `%`, `:` and `#` escaped alike.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ KeyMode = Literal["qualified", "raw"]
 PLATFORM_PREFIX = {"telegram": "tg", "discord": "dc", "slack": "sl", "console": "cl"}
 _RESERVED_PREFIXES = set(PLATFORM_PREFIX.values())
 
-_ESCAPES = str.maketrans({"%": "%25", ".": "%2E", ":": "%3A"})
+_ESCAPES = str.maketrans({"%": "%25", ".": "%2E", ":": "%3A", "#": "%23"})
+_RAW_ESCAPES = str.maketrans({"%": "%25", ":": "%3A", "#": "%23"})
 
 
 def _escape(component: str) -> str:
@@ -54,8 +57,8 @@ def session_key(
     mode: KeyMode = "qualified",
 ) -> str:
     if mode == "raw":
-        user = sender.replace("%", "%25").replace(":", "%3A")
-        room = (group or "").replace("%", "%25").replace(":", "%3A")
+        user = sender.translate(_RAW_ESCAPES)
+        room = (group or "").translate(_RAW_ESCAPES)
     else:
         user = qualify(platform, workspace, sender)
         room = qualify(platform, workspace, group or "")
@@ -71,3 +74,14 @@ def key_for(inbound: Inbound, mode: KeyMode = "qualified") -> str:
     return session_key(
         inbound.platform, inbound.kind, inbound.sender_id, group, inbound.workspace, mode
     )
+
+
+def owner_of(session_key: str) -> str:
+    """The user part of a key (`tg.42` of `wx:group:tg.-100:user:tg.42`): whose session it is.
+    Escaped components hold no `:`, so it is whatever follows the last one."""
+    return session_key.rsplit(":", 1)[-1]
+
+
+def owner_tag(platform: str, workspace: str | None, user: str, mode: KeyMode = "qualified") -> str:
+    """What `owner_of` returns for this sender's sessions."""
+    return owner_of(session_key(platform, ChatKind.DM, user, workspace=workspace, mode=mode))

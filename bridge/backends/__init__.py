@@ -4,10 +4,11 @@ config `type:` to its class (imported only when configured)."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from ..config import BackendConfig
-from ..types import Answer, Session
+from ..types import Answer, Question, Session
 from ._pacing import Pacing, StoreLimiters
 
 _CLASSES = {
@@ -22,13 +23,35 @@ _CLASSES = {
 class Backend(Protocol):
     name: str
 
-    async def ask(self, session: Session, text: str) -> Answer:
-        """Answer `text` in `session`; raise a `BackendError` subclass when it cannot."""
+    async def ask(self, session: Session, question: Question) -> Answer:
+        """Answer `question` in `session`; raise a `BackendError` subclass when it cannot."""
+
+    async def resume(self, session: Session, text: str) -> Answer:
+        """Answer `text`, which an earlier `ask` cut short by a crash may already have put to
+        the API, without a second user turn where the API allows it (NexusGPT: find the posted
+        message and poll for its answer). A backend with no server-side conversation simply asks
+        again; one whose server keeps it and offers no way to look asks again and sets
+        `Answer.reasked`."""
 
     async def probe(self) -> str:
         """The least invasive call that proves the API and credentials work; a short description."""
 
     async def aclose(self) -> None: ...
+
+
+class StreamingBackend(Backend, Protocol):
+    """A backend that can show its answer as it is written. `streaming` says whether it is
+    configured to (openai `stream: true`); the router only calls `stream` then."""
+
+    streaming: bool
+
+    def stream(self, session: Session, text: str) -> AsyncIterator[str | Answer]:
+        """Text increments as the API produces them, then exactly one `Answer` (the whole text,
+        usage, state) when it finished; raise a `BackendError` when it cannot go on."""
+
+
+def can_stream(backend: Backend) -> bool:
+    return bool(getattr(backend, "streaming", False)) and hasattr(backend, "stream")
 
 
 def build_backend(name: str, config: BackendConfig, *, pacing: Pacing | None = None) -> Backend:
@@ -41,4 +64,4 @@ def build_backend(name: str, config: BackendConfig, *, pacing: Pacing | None = N
     return cls(name, config)
 
 
-__all__ = ["Backend", "build_backend"]
+__all__ = ["Backend", "StreamingBackend", "build_backend", "can_stream"]

@@ -1,8 +1,13 @@
-"""What every HTTP backend shares: one client, error mapping, and bounded retries.
+"""What every HTTP backend shares: one client, error mapping, and retries inside one time budget.
 
 `send` turns httpx outcomes into the `BackendError` family and retries with exponential backoff and
-jitter (tenacity) on 429 (honouring Retry-After), 502/503/504 and connection failures. A request
-that is not idempotent is retried only when it provably never reached the server.
+jitter (tenacity) on 429 (honouring Retry-After), 502/503/504 and connection failures. Everything,
+attempts and pauses alike, ends by one deadline (`timeout` from the start of the call unless the
+backend passes the deadline of its whole answer). A request that is not idempotent (any POST unless
+the backend says otherwise: a turn in a conversation the server keeps) is resent only when it
+provably never reached the server; a read timeout, a connection cut after sending, or a 5xx may
+mean the server acted on it. A request the bridge cannot even build is `Unsendable`: our fault,
+never the backend's.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from ..errors import (
     Rejected,
     Timeout,
     Unavailable,
+    Unsendable,
 )
 from ._transport import AiohttpTransport
 
@@ -41,6 +47,8 @@ log = logging.getLogger("bridge.backends")
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 _DETAIL_MAX = 300
+# Methods that change nothing on the server: resending them is always safe.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def make_client(
@@ -48,7 +56,10 @@ def make_client(
 ) -> httpx.AsyncClient:
     """One client per backend: httpx's API over aiohttp's pool (see `_transport`)."""
     timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
-    transport = AiohttpTransport(ssl_context=verify, limit=100)
+    # No pool limit of its own: the router's bridge.max_in_flight bounds the calls under way, and
+    # a slow backend needs one connection per waiting call (a limit of 100 here capped a 2 s
+    # backend at 50 answers/s whatever max_in_flight said; bench.concurrency).
+    transport = AiohttpTransport(ssl_context=verify, limit=0)
     return httpx.AsyncClient(timeout=timeout, transport=transport, **kwargs)
 
 
@@ -64,19 +75,47 @@ def retry_after(response: httpx.Response) -> float | None:
 
 
 def error_detail(response: httpx.Response) -> str:
-    """The API's own words about a failure, short, from the usual JSON shapes or the raw body."""
+    """The API's own words about a failure, short: the message of the usual JSON shapes, or the
+    start of a body that is not JSON (a proxy's error page). Structured details are summarised,
+    never quoted whole: a validation error may echo the request, i.e. the user's text."""
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return response.text[:_DETAIL_MAX].strip() or response.reason_phrase
     if isinstance(body, dict):
         error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:_DETAIL_MAX]
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"][:_DETAIL_MAX]
         for key in ("detail", "message", "error"):
-            if body.get(key):
-                return str(body[key])[:_DETAIL_MAX]
-    return response.text[:_DETAIL_MAX]
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value[:_DETAIL_MAX]
+            if isinstance(value, list) and value:
+                return _validation_summary(value)
+    return f"{response.reason_phrase} ({describe(body)})"
+
+
+def _validation_summary(items: list[Any]) -> str:
+    """`[{"loc": ["body", "x"], "msg": "field required", "input": …}]` (FastAPI, pydantic) as
+    `body.x: field required`, leaving out the `input` it echoes."""
+    found = []
+    for item in items[:3]:
+        if isinstance(item, dict) and isinstance(item.get("msg"), str):
+            where = ".".join(str(part) for part in item.get("loc", ()))
+            found.append(f"{where}: {item['msg']}" if where else item["msg"])
+    return "; ".join(found)[:_DETAIL_MAX] or describe(items)
+
+
+def describe(data: Any) -> str:
+    """The shape of a JSON value, for an error text: never its content (it may be the answer)."""
+    if isinstance(data, dict):
+        keys = ", ".join(sorted(map(str, data))[:8])
+        return f"an object with keys [{keys}]"
+    if isinstance(data, list):
+        return f"a list of {len(data)}"
+    if isinstance(data, str):
+        return f"a string of {len(data)} characters"
+    return "null" if data is None else type(data).__name__
 
 
 def raise_for_status(response: httpx.Response) -> None:
@@ -99,8 +138,9 @@ def json_body(response: httpx.Response) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError:
+        kind = response.headers.get("content-type", "no content type")
         raise BadResponse(
-            f"HTTP {response.status_code}: body is not JSON: {response.text[:80]!r}"
+            f"HTTP {response.status_code}: body is not JSON ({len(response.content)} bytes, {kind})"
         ) from None
 
 
@@ -109,6 +149,8 @@ def _map_transport_error(exc: httpx.TransportError) -> BackendError:
     # No connection, or none free in the pool: the request provably never left.
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
         return Unavailable(f"cannot connect ({name})", sent=False)
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+        return Unsendable(f"request not sendable ({name})")
     if isinstance(exc, httpx.TimeoutException):
         return Timeout(f"no answer in time ({name})")
     return Unavailable(f"connection failed ({name})")
@@ -145,6 +187,16 @@ def _wait(config: BackendBase):
     return wait
 
 
+def _out_of_time(deadline: float):
+    """Stop when the pause before the next attempt would end at or after the deadline: a retry
+    with no time left to answer only delays the apology."""
+
+    def stop(state: RetryCallState) -> bool:
+        return asyncio.get_running_loop().time() + state.upcoming_sleep >= deadline
+
+    return stop
+
+
 def _log_retry(backend: str):
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -161,6 +213,21 @@ def _log_retry(backend: str):
     return before_sleep
 
 
+def _build(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | None,
+    body: Any,
+    params: Mapping[str, Any] | None,
+) -> httpx.Request:
+    try:
+        return client.build_request(method, url, headers=headers, json=body, params=params)
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        # Only the exception's type: its text (a UnicodeError's `object`) may hold the body.
+        raise Unsendable(f"request body not encodable ({type(exc).__name__})") from None
+
+
 async def send(
     client: httpx.AsyncClient,
     method: str,
@@ -168,21 +235,28 @@ async def send(
     *,
     config: BackendBase,
     backend: str,
-    idempotent: bool = True,
+    idempotent: bool | None = None,
+    deadline: float | None = None,
     headers: Mapping[str, str] | None = None,
     json: Any = None,
     params: Mapping[str, Any] | None = None,
 ) -> httpx.Response:
-    """One API call with the bridge's retry policy; raises a `BackendError` on failure."""
+    """One API call with the bridge's retry policy, over by `deadline` (loop time; default:
+    `config.timeout` from now); raises a `BackendError` on failure. `idempotent` defaults to
+    True for GET/HEAD/OPTIONS only: a POST is resent only if the backend says it may be."""
+    loop = asyncio.get_running_loop()
+    if deadline is None:
+        deadline = loop.time() + config.timeout
+    if idempotent is None:
+        idempotent = method.upper() in _SAFE_METHODS
+    request = _build(client, method, url, headers, json, params)
 
     async def attempt() -> httpx.Response:
         try:
             # httpx's read timeout restarts with every chunk: a server dripping bytes could hold
-            # the user forever. `timeout` bounds the whole attempt.
-            async with asyncio.timeout(config.timeout):
-                response = await client.request(
-                    method, url, headers=headers, json=json, params=params
-                )
+            # the user forever. The deadline bounds the whole call, retries included.
+            async with asyncio.timeout_at(deadline):
+                response = await client.send(request)
         except httpx.TransportError as exc:
             raise _map_transport_error(exc) from None
         except TimeoutError:
@@ -190,14 +264,18 @@ async def send(
         raise_for_status(response)
         return response
 
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(config.max_retries + 1),
+    return await policy(config, backend, idempotent, deadline)(attempt)
+
+
+def policy(config: BackendBase, backend: str, idempotent: bool, deadline: float) -> AsyncRetrying:
+    """The bridge's retry policy for one call, over by `deadline` (see the module docstring)."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(config.max_retries + 1) | _out_of_time(deadline),
         wait=_wait(config),
         retry=retry_if_exception(_should_retry(idempotent, config.max_retry_wait)),
         before_sleep=_log_retry(backend),
         reraise=True,
     )
-    return await retrying(attempt)
 
 
 class Api:
@@ -221,15 +299,20 @@ class Api:
         method: str,
         url: str,
         *,
-        idempotent: bool = True,
+        idempotent: bool | None = None,
+        deadline: float | None = None,
         headers: Mapping[str, str] | None = None,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         return await send(
             self.client, method, url, config=self.config, backend=self.name,
-            idempotent=idempotent, headers=headers, json=json, params=params,
+            idempotent=idempotent, deadline=deadline, headers=headers, json=json, params=params,
         )  # fmt: skip
+
+    def deadline(self) -> float:
+        """The loop time by which a whole answer must be in: `timeout` from now."""
+        return asyncio.get_running_loop().time() + self.config.timeout
 
     async def aclose(self) -> None:
         await self.client.aclose()

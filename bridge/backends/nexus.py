@@ -15,7 +15,7 @@ from typing import Any
 from ..config import NexusBackend as NexusConfig
 from ..errors import BadResponse, ConfigError, Rejected, Unavailable
 from ..text import strip_think
-from ..types import Answer, Session, Usage
+from ..types import Answer, Question, Session, Usage
 from . import _http
 
 log = logging.getLogger("bridge.backends.nexus")
@@ -37,18 +37,26 @@ class NexusBackend:
         self._url = config.base_url.rstrip("/") + "/api/v3/"
         self._api = _http.Api(name, config, headers=headers, verify=_tls(name, config))
 
-    async def ask(self, session: Session, text: str) -> Answer:
+    async def ask(self, session: Session, question: Question) -> Answer:
         cfg = self.config
+        text = question.text
         history = _history(session.state) if cfg.history == "fold" else []
-        answer, usage = await self._interact(self.fold(history, text))
+        template = question.options.get("prompt_template", cfg.prompt_template)
+        answer, usage = await self._interact(self.fold(history, text, template))
         if cfg.history == "none":
             return Answer(text=answer, usage=usage)
         keep = cfg.history_turns
         history = [*history, {"user": text, "assistant": answer}][-keep:] if keep else []
         return Answer(text=answer, usage=usage, state={**session.state, "history": history})
 
-    def fold(self, history: list[dict[str, str]], text: str) -> str:
-        """The prompt: `prompt_template` with the most recent turns that fit `history_max_chars`."""
+    async def resume(self, session: Session, question: Question) -> Answer:
+        return await self.ask(session, question)  # the API keeps nothing: asking again is harmless
+
+    def fold(
+        self, history: list[dict[str, str]], text: str, template: str | None = None
+    ) -> str:
+        """The prompt: `template` (a route's, else `prompt_template`) with the most recent turns
+        that fit `history_max_chars`."""
         cfg = self.config
         if cfg.history == "none":
             return text
@@ -60,17 +68,18 @@ class NexusBackend:
             if size > cfg.history_max_chars:
                 break
             turns.append(rendered)
-        return cfg.prompt_template.format(history="".join(reversed(turns)), text=text)
+        template = cfg.prompt_template if template is None else template
+        return template.format(history="".join(reversed(turns)), text=text)
 
     async def _interact(self, prompt: str) -> tuple[str, Usage]:
         # The call changes nothing on the server (no conversation is kept): safe to retry.
         response = await self._api.call(
-            "POST", self._url, json={"id": self.config.instance, "prompt": prompt}
+            "POST", self._url, json={"id": self.config.instance, "prompt": prompt}, idempotent=True
         )
         result = _unwrap(_http.json_body(response))
         answer = result.get("response")
         if not isinstance(answer, str):
-            raise BadResponse(f"inner payload has no text `response`: {str(result)[:120]!r}")
+            raise BadResponse(f"inner payload has no text `response` ({_http.describe(result)})")
         self._log_stats(result)
         usage = Usage(_count(result, "prompt_eval_count"), _count(result, "eval_count"))
         return strip_think(answer).strip(), usage
@@ -125,13 +134,13 @@ def _tls(name: str, config: NexusConfig) -> ssl.SSLContext | bool:
 def _unwrap(body: Any) -> dict[str, Any]:
     """The Ollama-style object inside `{"result", "payload": {"result", "payload": "<json>"}}`."""
     if not isinstance(body, dict):
-        raise BadResponse(f"answer is not an object: {str(body)[:120]!r}")
+        raise BadResponse(f"answer is not an object ({_http.describe(body)})")
     if body.get("result") != "OK":
         # The API refused the call itself (account, instance, command).
         raise Rejected(f"result {body.get('result')!r}: {_message(body)}")
     inner = body.get("payload")
     if not isinstance(inner, dict):
-        raise BadResponse(f"no payload object: {str(body)[:120]!r}")
+        raise BadResponse(f"no payload object ({_http.describe(body)})")
     if inner.get("result") != "OK":
         # The instance behind the API failed (model down, overloaded).
         raise Unavailable(f"instance result {inner.get('result')!r}: {_message(inner)}")
@@ -139,9 +148,9 @@ def _unwrap(body: Any) -> dict[str, Any]:
     try:
         result = json.loads(raw) if isinstance(raw, str) else raw
     except json.JSONDecodeError:
-        raise BadResponse(f"payload.payload is not JSON: {str(raw)[:80]!r}") from None
+        raise BadResponse(f"payload.payload is not JSON ({_http.describe(raw)})") from None
     if not isinstance(result, dict):
-        raise BadResponse(f"payload.payload is not an object: {str(raw)[:80]!r}")
+        raise BadResponse(f"payload.payload is not an object ({_http.describe(result)})")
     return result
 
 

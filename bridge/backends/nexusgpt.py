@@ -27,7 +27,7 @@ from aiolimiter import AsyncLimiter
 from ..config import NexusGPTBackend as NexusGPTConfig
 from ..errors import BackendError, BadResponse, InputTooLong, Rejected, Timeout
 from ..text import split
-from ..types import Answer, Session
+from ..types import Answer, Question, Session
 from . import _http
 
 log = logging.getLogger("bridge.backends.nexusgpt")
@@ -96,15 +96,18 @@ class NexusGPTBackend:
             cfg.base_url, cfg.api_key.get_secret_value(), cfg.messages_per_minute
         )
 
-    async def ask(self, session: Session, text: str) -> Answer:
-        deadline = asyncio.get_running_loop().time() + self.config.poll_timeout
-        parts = self._parts(text)
+    async def ask(self, session: Session, question: Question) -> Answer:
+        # The requests before polling (thread, post, rate-limit wait) share one `timeout`; the
+        # polling lasts `poll_timeout` after them; nothing outlasts both together.
+        deadline = self._api.deadline()
+        last = deadline + self.config.poll_timeout
+        parts = self._parts(question.text)
         thread: str | None = session.state.get("thread_id")
         cursor: str | None = session.state.get("cursor") if thread else None
         waiting = 0
         if thread:
             try:
-                waiting = _user_count(await self._list(thread, cursor))
+                waiting = _user_count(await self._list(thread, cursor, deadline))
             except Rejected as exc:
                 if exc.status != 404:
                     raise
@@ -112,17 +115,65 @@ class NexusGPTBackend:
                 thread = None
         fresh = thread is None
         if thread is None:
-            thread, cursor, waiting = await self._create(), None, 0
+            thread, cursor, waiting = await self._create(session, deadline), None, 0
         try:
-            await self._post(thread, parts)
-        except Rejected as exc:
-            if exc.status != 404 or fresh:
-                raise
-            log.info("backend %s: thread %s expired; sending again in a new one", self.name, thread)
-            thread, cursor, waiting = await self._create(), None, 0
-            await self._post(thread, parts)
+            try:
+                await self._post(thread, parts, deadline)
+            except Rejected as exc:
+                if exc.status != 404 or fresh:
+                    raise
+                log.info(
+                    "backend %s: thread %s expired; sending again in a new one", self.name, thread
+                )
+                thread, cursor, waiting = await self._create(session, deadline), None, 0
+                await self._post(thread, parts, deadline)
+        except BackendError as exc:
+            # Our message may be in this thread: the next turn must continue it, late answer
+            # and all (never a new thread that would lose it, nor a resend).
+            exc.state = {**session.state, "thread_id": thread, "cursor": cursor}
+            raise
+        return await self._answer(session, thread, cursor, waiting + len(parts) - 1, last)
+
+    async def resume(self, session: Session, question: Question) -> Answer:
+        """After a crash: if the thread already holds our message (the last user messages after
+        `cursor` are its parts), poll for its answer instead of posting it again; if only some
+        parts made it, post the rest. Otherwise (never posted, or no thread yet) ask."""
+        deadline = self._api.deadline()
+        last = deadline + self.config.poll_timeout
+        parts = self._parts(question.text)
+        thread: str | None = session.state.get("thread_id")
+        cursor: str | None = session.state.get("cursor")
+        if thread:
+            try:
+                listed = await self._list(thread, cursor, deadline)
+            except Rejected as exc:
+                if exc.status != 404:
+                    raise
+                listed = []  # expired: nothing of ours is waiting there
+            users = [str(m.get("content") or "") for m in listed if m.get("type") == "user"]
+            posted = posted_parts(users, parts)
+            if posted:
+                log.info(
+                    "backend %s: thread %s already has the question (%d of %d part(s)); "
+                    "polling for its answer",
+                    self.name,
+                    thread,
+                    posted,
+                    len(parts),
+                )
+                await self._post(thread, parts[posted:], deadline)
+                ours = len(users) + len(parts) - posted - 1
+                return await self._answer(session, thread, cursor, ours, last)
+        return await self.ask(session, question)
+
+    async def _answer(
+        self, session: Session, thread: str, cursor: str | None, ours: int, last: float
+    ) -> Answer:
+        """Poll for the answer to our `ours`-th user message after `cursor` (for `poll_timeout`,
+        each read ending by `last`)."""
         try:
-            answer = await self._poll(thread, cursor, waiting + len(parts) - 1, deadline)
+            until = asyncio.get_running_loop().time() + self.config.poll_timeout
+            answer = await self._poll(thread, cursor, ours, until, last)
         except BackendError as exc:
             # Our message is in this thread: the next turn must continue it, late answer and all.
             exc.state = {**session.state, "thread_id": thread, "cursor": cursor}
@@ -137,47 +188,70 @@ class NexusGPTBackend:
             raise InputTooLong(MAX_CONTENT, len(text))
         return split(text, MAX_CONTENT)
 
-    async def _create(self) -> str:
+    async def _create(self, session: Session, deadline: float) -> str:
         # An empty thread: resending the call can at worst leave an unused thread behind.
-        response = await self._api.call("POST", "thread", json={})
+        response = await self._api.call(
+            "POST", "thread", json={}, idempotent=True, deadline=deadline
+        )
         body = _http.json_body(response)
         if not isinstance(body, dict) or not body.get("id"):
-            raise BadResponse(f"thread created without an id: {str(body)[:120]!r}")
-        return str(body["id"])
+            raise BadResponse(f"thread created without an id ({_http.describe(body)})")
+        thread = str(body["id"])
+        # Saved before our message goes in, so that `resume` after a crash looks in this thread.
+        await session.save({**session.state, "thread_id": thread, "cursor": None})
+        return thread
 
-    async def _post(self, thread: str, parts: Sequence[str]) -> None:
+    async def _post(self, thread: str, parts: Sequence[str], deadline: float) -> None:
         for part in parts:
-            await self.limiter.acquire()
             try:
+                async with asyncio.timeout_at(deadline):
+                    await self.limiter.acquire()
+            except TimeoutError:
+                raise Timeout(
+                    f"waited for the {self.config.messages_per_minute}/min message limit "
+                    f"beyond the {self.config.timeout:g}s timeout"
+                ) from None
+            try:
+                # Queued in a thread the server keeps: never resent once it may have arrived.
                 await self._api.call(
-                    "POST", _messages_path(thread), json={"content": part}, idempotent=False
+                    "POST",
+                    _messages_path(thread),
+                    json={"content": part},
+                    idempotent=False,
+                    deadline=deadline,
                 )
             except Rejected as exc:
                 if exc.status == 413:
                     raise InputTooLong(MAX_CONTENT, len(part)) from None
                 raise
 
-    async def _poll(self, thread: str, cursor: str | None, ours: int, deadline: float) -> Message:
-        """The assistant message answering the `ours`-th user message after `cursor`."""
+    async def _poll(
+        self, thread: str, cursor: str | None, ours: int, until: float, last: float
+    ) -> Message:
+        """The assistant message answering the `ours`-th user message after `cursor`, polled
+        for until `until`; each read ends by `last`."""
         cfg = self.config
         loop = asyncio.get_running_loop()
+        limit = round(until - loop.time(), 1)
         for delay in backoff(cfg.poll_initial, cfg.poll_factor, cfg.poll_max):
-            await asyncio.sleep(max(0.0, min(delay, deadline - loop.time())))
-            answer = answer_for(await self._list(thread, cursor), ours)
+            await asyncio.sleep(max(0.0, min(delay, until - loop.time())))
+            answer = answer_for(await self._list(thread, cursor, last), ours)
             if answer is not None:
                 return answer
-            if loop.time() >= deadline:
+            if loop.time() >= until:
                 break
-        raise Timeout(f"no assistant message in thread {thread} after {cfg.poll_timeout:g}s")
+        raise Timeout(f"no assistant message in thread {thread} after {limit:g}s")
 
-    async def _list(self, thread: str, cursor: str | None) -> list[Message]:
+    async def _list(self, thread: str, cursor: str | None, deadline: float) -> list[Message]:
         """Every message after `cursor` (from the start if None), oldest first, page by page."""
         found: list[Message] = []
         while True:
             params: dict[str, Any] = {"limit": _PAGE, "order": "asc"}
             if cursor:
                 params["after"] = cursor
-            response = await self._api.call("GET", _messages_path(thread), params=params)
+            response = await self._api.call(
+                "GET", _messages_path(thread), params=params, deadline=deadline
+            )
             page = _messages(_http.json_body(response))
             found.extend(page)
             if len(page) < _PAGE:
@@ -224,6 +298,15 @@ def answer_for(messages: Sequence[Message], ours: int) -> Message | None:
     return None
 
 
+def posted_parts(users: Sequence[str], parts: Sequence[str]) -> int:
+    """How many of `parts` (from the first) are the last user messages `users` of the thread:
+    what a crash in the middle of posting them left there (0: none)."""
+    for count in range(min(len(parts), len(users)), 0, -1):
+        if list(users[len(users) - count :]) == list(parts[:count]):
+            return count
+    return 0
+
+
 def _user_count(messages: Sequence[Message]) -> int:
     return sum(1 for m in messages if m.get("type") == "user")
 
@@ -235,7 +318,7 @@ def _messages(body: Any) -> list[Message]:
     if not isinstance(body, list) or not all(
         isinstance(m, dict) and m.get("id") is not None and "type" in m for m in body
     ):
-        raise BadResponse(f"not a list of messages: {str(body)[:120]!r}")
+        raise BadResponse(f"not a list of messages ({_http.describe(body)})")
     return body
 
 

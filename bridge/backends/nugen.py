@@ -7,12 +7,13 @@ bridge stores it per session and sends it back (omitted on a session's first tur
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 from urllib.parse import quote
 
 from ..config import NugenBackend as NugenConfig
 from ..errors import BadResponse
-from ..types import Answer, Session, Usage
+from ..types import Answer, Question, Session, Usage
 from . import _http
 
 
@@ -28,19 +29,20 @@ class NugenBackend:
             f"{quote(config.engine_id, safe='')}/chat"
         )
 
-    async def ask(self, session: Session, text: str) -> Answer:
+    async def ask(self, session: Session, question: Question) -> Answer:
         cfg = self.config
         thread = session.state.get("conv_thread_id")
+        # A route's options (prompt_id, model_llm, mode, top_k) override the backend's own.
         body: dict[str, Any] = {
-            "query": text,
+            "query": question.text,
             "model_llm": cfg.model_llm,
             "mode": cfg.mode,
             "top_k": cfg.top_k,
+            **({"prompt_id": cfg.prompt_id} if cfg.prompt_id else {}),
+            **question.options,
         }
         if thread:
             body["conv_thread_id"] = thread
-        if cfg.prompt_id:
-            body["prompt_id"] = cfg.prompt_id
         response = await self._api.call(
             "POST",
             self._url,
@@ -52,9 +54,16 @@ class NugenBackend:
         data = _http.json_body(response)
         answer = data.get("answer") if isinstance(data, dict) else None
         if not isinstance(answer, str):
-            raise BadResponse(f"no text `answer` in the reply: {str(data)[:120]!r}")
+            raise BadResponse(f"no text `answer` in the reply ({_http.describe(data)})")
         state = {**session.state, "conv_thread_id": data.get("conv_thread_id") or thread}
         return Answer(text=answer, usage=_usage(data.get("token_usage")), state=state)
+
+    async def resume(self, session: Session, question: Question) -> Answer:
+        answer = await self.ask(session, question)
+        if not session.state.get("conv_thread_id"):
+            return answer  # a first turn: at worst an unused thread is left behind
+        # The thread may now hold the question twice: the API offers no way to look it up.
+        return dataclasses.replace(answer, reasked=True)
 
     async def probe(self) -> str:
         # The API offers no listing or health call: the probe asks one short question, in a
@@ -68,10 +77,11 @@ class NugenBackend:
                 "mode": "vanilla",
                 "top_k": 1,
             },
+            idempotent=True,  # a thread of its own each time: nothing to repeat
         )
         data = _http.json_body(response)
         if not isinstance(data, dict) or not isinstance(data.get("answer"), str):
-            raise BadResponse(f"no text `answer` in the reply: {str(data)[:120]!r}")
+            raise BadResponse(f"no text `answer` in the reply ({_http.describe(data)})")
         return f"engine {self.config.engine_id} answered ({self.config.model_llm})"
 
     async def aclose(self) -> None:

@@ -7,7 +7,17 @@ Everything the rest of the bridge needs is re-exported here: `from bridge.config
 from __future__ import annotations
 
 from ._base import HttpUrl, PathError, Strict
-from .access import AccessRule, AccessSettings, IdList, Match, RateLimit, Route
+from .access import (
+    AccessRule,
+    AccessSettings,
+    Budgets,
+    DailyBudget,
+    IdList,
+    Match,
+    PlatformUser,
+    RateLimit,
+    Route,
+)
 from .backends import (
     BACKEND_TYPES,
     BackendBase,
@@ -19,11 +29,12 @@ from .backends import (
     NugenBackend,
     OpenAIBackend,
 )
-from .core import DEFAULT_APOLOGY, BridgeSettings, HttpSettings, StoreConfig
+from .core import DEFAULT_APOLOGY, BridgeSettings, DeliverySettings, HttpSettings, StoreConfig
 from .discord import DiscordAdapter
 from .file import Adapters, Config
 from .loading import embedded_default, load_config, parse_config, secret_values
 from .slack import SlackAdapter
+from .streaming import StreamingSettings
 from .telegram import TelegramAdapter
 
 __all__ = [
@@ -35,7 +46,10 @@ __all__ = [
     "BackendBase",
     "BackendConfig",
     "BridgeSettings",
+    "Budgets",
     "Config",
+    "DailyBudget",
+    "DeliverySettings",
     "DiscordAdapter",
     "EchoBackend",
     "HistoryLimits",
@@ -48,10 +62,12 @@ __all__ = [
     "NugenBackend",
     "OpenAIBackend",
     "PathError",
+    "PlatformUser",
     "RateLimit",
     "Route",
     "SlackAdapter",
     "StoreConfig",
+    "StreamingSettings",
     "Strict",
     "TelegramAdapter",
     "embedded_default",

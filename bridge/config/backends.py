@@ -31,6 +31,9 @@ class HistoryLimits(Strict):
     max_chars: int = Field(16000, ge=0)
 
 
+Models = list[Annotated[str, Field(min_length=1)]] | None
+
+
 class OpenAIBackend(BackendBase):
     type: Literal["openai"]
     base_url: HttpUrl
@@ -42,6 +45,33 @@ class OpenAIBackend(BackendBase):
     system_prompt: str | None = None
     history: HistoryLimits = HistoryLimits()
     extra_body: dict[str, Any] = {}
+    models: Models = Field(
+        None, description="models /model may switch between, for messages no route matches"
+    )
+    vision: bool = Field(
+        False, description="the model can see: pictures sent to the bot are passed on to it"
+    )
+    stream: bool = Field(
+        False,
+        description="ask with `stream: true` and show the answer as it is written, where the "
+        "adapter streams (server-sent events)",
+    )
+
+    @model_validator(mode="after")
+    def _prompt_needs_bridge_history(self) -> OpenAIBackend:
+        if self.system_prompt is not None and self.session != "bridge":
+            # A server keeping its own history takes only the new message: there is no place
+            # for a system prompt, and sending one every turn would pile up in its history.
+            raise ValueError(f"system_prompt: {server_keeps_history(self.session)}")
+        return self
+
+
+def server_keeps_history(session: str) -> str:
+    """Why a `system_prompt` cannot go to a backend whose server keeps the history."""
+    return (
+        f"the server keeps this conversation's history (session: {session}), so the bridge "
+        "cannot send it a system prompt; set the prompt on the server, or use session: bridge"
+    )
 
 
 class NexusBackend(BackendBase):
@@ -105,6 +135,9 @@ class NugenBackend(BackendBase):
     mode: Literal["vanilla", "agentic"] = "vanilla"
     top_k: int = Field(5, ge=1, le=30)
     prompt_id: str | None = None
+    models: Models = Field(
+        None, description="values of model_llm /model may switch between, for unrouted messages"
+    )
 
 
 BackendConfig = Annotated[

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ._base import Strict
+
+# `~/x` is the user's home, as in a shell (without this, a literal `./~` directory).
+Expanded = Annotated[str, AfterValidator(os.path.expanduser)]
+
+
+def _key_prefix(prefix: str) -> str:
+    # `:` joins the parts of a key; `{…}` would make part of every key a Redis Cluster hash tag.
+    if not prefix or any(c.isspace() or c in ":{}" for c in prefix):
+        raise ValueError("must be non-empty, without spaces, ':', '{' or '}'")
+    return prefix
 
 DEFAULT_APOLOGY = "Sorry, I couldn't get an answer just now. Please try again in a moment."
 
 
 class StoreConfig(Strict):
     type: Literal["sqlite", "redis"] = "sqlite"
-    path: str | None = None  # sqlite: default {state_dir}/botbridge.sqlite3; ":memory:" for tests
+    path: Expanded | None = None  # sqlite: default {state_dir}/botbridge.sqlite3; ":memory:"
     url: str = "redis://127.0.0.1:6379/0"
-    prefix: str = Field(
+    prefix: Annotated[str, AfterValidator(_key_prefix)] = Field(
         "botbridge",
-        pattern=r"^[^\s:]+$",
         description="redis: every key starts with this and ':' (bridges sharing one database)",
     )
     partitions: int = Field(
@@ -29,26 +39,82 @@ class StoreConfig(Strict):
         description="redis, split roles: work-queue partitions (the most workers that share "
         "the work); every process of one bridge must use the same number",
     )
+    lease: float = Field(
+        20.0,
+        ge=1,
+        description="redis: seconds a process keeps its pending messages after its last "
+        "heartbeat; then another process takes them over",
+    )
+    recover_every: float = Field(
+        10.0, gt=0, description="redis: seconds between looks for a dead process's messages"
+    )
+
+
+class DeliverySettings(Strict):
+    """Posting replies: retries of a send that failed for a passing reason, and readiness."""
+
+    retry_initial: float = Field(
+        1.0, gt=0, description="seconds before the first retry of a failed send; doubled after"
+    )
+    retry_max: float = Field(300.0, gt=0, description="longest wait between two attempts")
+    unready_failures: int = Field(
+        5, ge=1, description="sends failing in a row that make a platform not ready"
+    )
+    unready_after: float = Field(
+        60.0, gt=0, description="seconds a reply may keep failing before its platform is not ready"
+    )
 
 
 class BridgeSettings(Strict):
     session_keys: Literal["qualified", "raw"] = "qualified"
-    state_dir: str = Field(default_factory=lambda: platformdirs.user_state_dir("botbridge"))
+    state_dir: Expanded = Field(default_factory=lambda: platformdirs.user_state_dir("botbridge"))
     store: StoreConfig = StoreConfig()
     default_backend: str | None = None
-    max_in_flight: int = Field(32, ge=1, description="backend calls at once; more wait in line")
+    # Answers per second are at most max_in_flight / the backend's latency: 1000 lets a 2 s
+    # backend reach ~500 answers/s, about what one process's CPU carries (README, Performance).
+    max_in_flight: int = Field(
+        1000, ge=1, description="backend calls at once; more wait in line"
+    )
     max_input_chars: int = Field(8000, ge=1)
+    max_answer_chars: int = Field(
+        20000, ge=100, description="longer answers are cut at a clean boundary, with a note"
+    )
     dedup_ttl: float = Field(172800.0, gt=0, description="seconds an event id is remembered")
+    session_ttl: float = Field(
+        2592000.0, gt=0, description="seconds an idle session's state is kept (default 30 days)"
+    )
+    purge_interval: float = Field(
+        3600.0, gt=0, description="seconds between background sweeps of expired state"
+    )
     drain_timeout: float = Field(30.0, ge=0)
+    delivery: DeliverySettings = DeliverySettings()
     breaker_threshold: int = Field(
         5, ge=0, description="backend failures in a row that open its circuit; 0: never"
     )
     breaker_cooldown: float = Field(30.0, gt=0, description="seconds a circuit stays open")
     apology: str = DEFAULT_APOLOGY
-    help_text: str | None = None
+    help_text: str | None = Field(
+        None, description="the opening of /help; the lines on what this chat offers follow it"
+    )
+    quote_context: bool = Field(
+        True, description="pass the replied-to message to the backend as context"
+    )
+    quote_max_chars: int = Field(
+        1000, ge=20, description="longest replied-to text passed on (cut at a clean boundary)"
+    )
+    max_image_bytes: int = Field(
+        5_000_000, ge=1, description="largest picture passed to a backend that can see"
+    )
+    reset_clears_model: bool = Field(
+        False, description="/reset also forgets the model chosen with /model"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     log_levels: dict[str, Literal["debug", "info", "warning", "error"]] = {}
+    log_message_text: bool = Field(
+        False,
+        description="log what users wrote and the answers, at debug level only (never above)",
+    )
     claim_idle: float = Field(
         15.0,
         ge=1,

@@ -10,10 +10,12 @@ from typing import Annotated
 from pydantic import Field, SecretStr, model_validator
 
 from ._base import HttpUrl, Strict
+from .streaming import StreamingSettings
 
 
 class DiscordAdapter(Strict):
     enabled: bool = True
+    streaming: StreamingSettings = StreamingSettings()
     token: SecretStr
     # REST base including the version (https://discord.com/api/v10); None: discord.py's default.
     api_base_url: HttpUrl | None = None

@@ -9,6 +9,7 @@ from .access import AccessSettings, Route
 from .backends import BackendConfig
 from .core import BridgeSettings, HttpSettings
 from .discord import DiscordAdapter
+from .options import check_models, options_for
 from .slack import SlackAdapter
 from .telegram import TelegramAdapter
 
@@ -37,6 +38,8 @@ class Config(Strict):
         for i, route in enumerate(self.routes):
             if route.backend not in names:
                 raise PathError(f"routes.{i}.backend", f"no backend named {route.backend!r}")
+            options_for(f"routes.{i}.options", route.options, self.backends[route.backend])
+            check_models(f"routes.{i}.models", route.models, self.backends[route.backend])
         default = self.bridge.default_backend
         if default is not None and default not in names:
             raise PathError("bridge.default_backend", f"no backend named {default!r}")
@@ -44,6 +47,9 @@ class Config(Strict):
             raise PathError(
                 "bridge.default_backend", "required when more than one backend is configured"
             )
+        for name in self.access.budgets.backends:
+            if name not in names:
+                raise PathError(f"access.budgets.backends.{name}", f"no backend named {name!r}")
         if not self.http.enabled:
             for name, cfg in self.adapters.enabled().items():
                 if getattr(cfg, "mode", None) in ("webhook", "http"):

@@ -69,7 +69,10 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
             loc.append(head)
             message = tail
     elif kind == "string_pattern_mismatch":
-        message = "must be an http:// or https:// URL"
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        message = "must be an http:// or https:// URL" if "https?" in pattern else (
+            f"must match {pattern}"
+        )
     else:
         message = message[:1].lower() + message[1:]
     return ".".join(loc), message
@@ -98,16 +101,60 @@ def parse_config(raw: Any, env: dict[str, str] | None = None) -> Config:
 
 def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
+    text = _decode(path, data)
     try:
+        _no_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError("", f"{path} is not valid YAML{where}") from None
     return parse_config(raw, env)
+
+
+_UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+
+
+def _decode(path: str | os.PathLike[str], data: bytes) -> str:
+    """The file as text: UTF-8 (a BOM is fine); anything else is named, never a traceback."""
+    if data.startswith(_UTF16_32_BOMS) or b"\x00" in data:
+        raise ConfigError("", f"{path} is UTF-16 or binary, not UTF-8 text: save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            "",
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}): "
+            "save it as UTF-8",
+        ) from None
+
+
+def _no_duplicate_keys(
+    node: yaml.Node | None, path: str = "", seen: set[int] | None = None
+) -> None:
+    """YAML lets a later key silently replace an earlier one (`bridge:` twice: the first is
+    gone); name the key and both lines instead."""
+    seen = set() if seen is None else seen
+    if node is None or id(node) in seen:  # an alias repeats a node: checked once
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            here = f"{path}.{key.value}" if path else str(key.value)
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                line = key.start_mark.line + 1
+                first = lines.setdefault((key.tag, key.value), line)
+                if first != line:
+                    raise ConfigError(here, f"duplicate key at line {line} (first at line {first})")
+            _no_duplicate_keys(value, here, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _no_duplicate_keys(item, f"{path}.{index}", seen)
 
 
 def secret_values(config: Config) -> list[str]:

@@ -10,10 +10,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 
 from ._base import HttpUrl, Strict
+from .streaming import StreamingSettings
 
 
 class SlackAdapter(Strict):
     enabled: bool = True
+    streaming: StreamingSettings = StreamingSettings()
     bot_token: SecretStr
     app_token: SecretStr | None = None  # Socket Mode
     signing_secret: SecretStr | None = None  # HTTP Events

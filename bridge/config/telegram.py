@@ -10,10 +10,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 
 from ._base import HttpUrl, Strict
+from .streaming import StreamingSettings
 
 
 class TelegramAdapter(Strict):
     enabled: bool = True
+    streaming: StreamingSettings = StreamingSettings()
     token: SecretStr
     mode: Literal["polling", "webhook"] = "polling"
     api_base_url: HttpUrl = "https://api.telegram.org/bot"
@@ -27,6 +29,12 @@ class TelegramAdapter(Strict):
     secret_token: SecretStr | None = None
     webhook_path: str = Field("/telegram/webhook", pattern=r"^/")
     group_messages_per_minute: int = Field(20, ge=1)
+    max_sends_per_second: float = Field(
+        30.0,
+        ge=0,
+        description="bot-wide ceiling on messages sent per second (Telegram's is about 30; "
+        "paid broadcasts and a local Bot API server allow more); 0: no bot-wide limit",
+    )
     typing_interval: float = Field(4.0, gt=0, description="seconds between typing signals")
     send_retries: int = Field(4, ge=0, le=10, description="network retries of one message")
     retry_backoff: float = Field(0.5, ge=0, description="first backoff, doubled each retry")

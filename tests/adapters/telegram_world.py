@@ -43,11 +43,19 @@ def telegram_section(fake: FakeTelegram, mode: str = "polling", **extra: Any) ->
     return section
 
 
-def world_config(fake: FakeTelegram, mode: str, backends: dict | None = None, **extra: Any):
+def world_config(
+    fake: FakeTelegram,
+    mode: str,
+    backends: dict | None = None,
+    bridge: dict | None = None,
+    **extra: Any,
+):
     raw: dict[str, Any] = {
         "backends": backends or {"echo": {"type": "echo"}},
         "adapters": {"telegram": telegram_section(fake, mode, **extra)},
     }
+    if bridge:
+        raw["bridge"] = bridge
     if mode == "webhook":
         raw["http"] = {"enabled": True, "port": 0}
     return make_config(raw)

@@ -23,6 +23,7 @@ from tests.conftest import make_config
 from tests.fakes.base import eventually
 from tests.fakes.discord_gateway import (
     ALICE,
+    API,
     BOB,
     BOT_ID,
     HELPER_BOT,
@@ -110,6 +111,14 @@ async def test_mention_is_answered_as_a_reply_with_the_users_group_key(fake, run
     assert answer["mentions"] == []
 
 
+async def test_a_bare_mention_gets_the_help(fake, running):
+    await start(running, fake)
+    asked = await fake.say(f"<@{BOT_ID}>")
+    [answer] = await posts(fake, 1)
+    assert "/reset starts a fresh conversation" in answer["content"]
+    assert answer["message_reference"]["message_id"] == asked["id"]
+
+
 async def test_mention_author_pings_when_configured(fake, running):
     await start(running, fake, mention_author=True)
     await fake.say(f"<@{BOT_ID}> ping me")
@@ -139,7 +148,9 @@ async def test_reply_to_the_bot_is_answered_and_reply_to_a_human_is_not(fake, ru
     await fake.say("I disagree with alice", author=BOB, reply_to=human)
     asked = await fake.say("follow-up from bob", author=BOB, reply_to=bot_message)
     answers = await posts(fake, 2)
-    assert answers[1]["content"] == f"[{group_key(fake.channel_id, BOB)}] follow-up from bob"
+    # The echo backend keeps no history, so it is told which answer Bob replies to.
+    quoted = f"[In reply to you: {bot_message['content']}]"
+    assert answers[1]["content"] == f"[{group_key(fake.channel_id, BOB)}] {quoted}\nfollow-up from bob"
     assert answers[1]["message_reference"]["message_id"] == asked["id"]
 
 
@@ -221,8 +232,12 @@ async def test_rate_limited_post_is_retried_by_discord_py(fake, running):
     assert len(fake.calls_to(f"/api/v10/channels/{fake.channel_id}/messages", "POST")) == 2
 
 
-async def test_forbidden_channel_is_logged_once_and_other_chats_still_work(fake, running, caplog):
-    await start(running, fake)
+async def test_a_forbidden_channel_makes_each_reply_undeliverable_once_and_other_chats_work(
+    fake, running, caplog
+):
+    caplog.set_level(logging.INFO)
+    cfg = config(fake)
+    bridge = await running(cfg, DiscordAdapter(cfg.adapters.discord, Metrics()))
     fake.forbid_next(fake.channel_id, times=2)
     await fake.say(f"<@{BOT_ID}> first")
     await fake.say(f"<@{BOT_ID}> second")
@@ -235,8 +250,10 @@ async def test_forbidden_channel_is_logged_once_and_other_chats_still_work(fake,
     await fake.say("still here?", dm=True)
     [answer] = await posts(fake, 1)
     assert int(answer["channel_id"]) == fake.dm_channel(ALICE)
-    refusals = [r for r in caplog.records if "no permission to post" in r.getMessage()]
-    assert len(refusals) == 1 and str(fake.channel_id) in refusals[0].getMessage()
+    refusals = [r.getMessage() for r in caplog.records if "undeliverable" in r.getMessage()]
+    assert len(refusals) == 2  # once per reply, never retried
+    assert all(str(fake.channel_id) in m and "Missing Permissions" in m for m in refusals)
+    assert bridge.metrics.messages.labels("discord", "undeliverable")._value.get() == 2
 
 
 # --------------------------------------------------------------------------------- connection
@@ -403,3 +420,39 @@ async def test_a_file_gets_a_short_reply_saying_why(fake, running):
     assert answer["content"] == "I can only read text, so I can't take a file. Please ask in words."
     await fake.say("and now in words", dm=True)
     assert (await posts(fake, 2))[1]["content"] == f"[wx:dm:dc.{ALICE}] and now in words"
+
+
+# --------------------------------------------------------------------------------- idempotency
+
+
+async def start_fast_delivery(running, fake: FakeDiscord):
+    raw = {
+        "backends": {"main": {"type": "echo"}},
+        "adapters": {"discord": discord_section(fake)},
+        "bridge": {"delivery": {"retry_initial": 0.01, "retry_max": 0.05}},
+    }
+    cfg = make_config(raw)
+    return await running(cfg, DiscordAdapter(cfg.adapters.discord, Metrics()))
+
+
+async def test_a_post_whose_answer_was_lost_is_sent_again_and_appears_once(fake, running):
+    bridge = await start_fast_delivery(running, fake)
+    # Discord creates the message, then the connection breaks before discord.py reads the answer.
+    fake.lose_answer_next(path=f"{API}/channels/{fake.dm_channel(ALICE)}/messages")
+    await fake.say("did that work?", dm=True)
+    await eventually(lambda: bridge.metrics.messages.labels("discord", "answered")._value.get(), 10)
+    creates = fake.calls_to(f"{API}/channels/{fake.dm_channel(ALICE)}/messages", "POST")
+    assert len(creates) == 2  # the retry went out, with the same nonce and enforce_nonce
+    assert creates[0].json["nonce"] == creates[1].json["nonce"]
+    assert all(c.json["enforce_nonce"] is True and len(c.json["nonce"]) <= 25 for c in creates)
+    assert fake.posted_in(fake.dm_channel(ALICE)) == ["[wx:dm:dc.100000000000000001] did that work?"]
+    assert fake.nonce_hits == 1
+    assert bridge.metrics.possibly_repeated.labels("discord")._value.get() == 0
+
+
+async def test_each_part_of_a_long_answer_has_a_nonce_of_its_own(fake, running):
+    await start_fast_delivery(running, fake)
+    await fake.say("x" * 1500 + " " + "y" * 1500, dm=True)
+    parts = await posts(fake, 2)
+    nonces = [p["nonce"] for p in parts]
+    assert len(set(nonces)) == 2 and all(len(n) <= 25 for n in nonces)

@@ -109,6 +109,16 @@ async def test_top_level_mention_starts_a_thread_on_the_asking_message(slack, op
     assert posted["text"] == "echo: hi"
 
 
+async def test_a_bare_mention_gets_the_help(slack, openai_fake, running):
+    await start(running, slack, openai_fake)
+    asked = mention("<@UBOT>")
+    await slack.push(asked)
+    [posted] = await slack.wait_posted(1)
+    assert "/reset starts a fresh conversation" in posted["text"]
+    assert posted["thread_ts"] == asked["event"]["ts"]
+    assert openai_fake.calls == []  # the bridge answers it itself
+
+
 async def test_threads_as_groups_gives_each_thread_its_own_session(slack, openai_fake, running):
     await start(running, slack, openai_fake, threads_as_groups=True)
     await slack.push(mention("<@UBOT> one", thread_ts="1700000000.000001"))
@@ -295,3 +305,84 @@ async def test_a_file_gets_a_short_reply_saying_why(slack, openai_fake, running)
     assert openai_fake.calls == []
     await slack.push(im("and in words?"))
     assert (await slack.wait_posted(2))[1]["text"] == "echo: and in words?"
+
+
+# --------------------------------------------------------------------------------- idempotency
+
+
+async def start_fast_delivery(running, slack, openai):
+    raw = slack_config(slack, openai, progress_reaction=None)
+    raw["bridge"] = {"delivery": {"retry_initial": 0.01, "retry_max": 0.05}}
+    config = make_config(raw)
+    adapter = SlackAdapter(config.adapters.slack, Metrics())
+    bridge = await running(config, adapter)
+    bridge.adapter_metrics = adapter._metrics  # what the adapter counts itself
+    return bridge
+
+
+async def test_each_part_carries_metadata_naming_the_question_and_the_part(
+    slack, openai_fake, running
+):
+    await start_fast_delivery(running, slack, openai_fake)
+    openai_fake.reply = lambda body, headers: "a" * 2900 + "\n\n" + "b" * 2900
+    await slack.push(mention("<@UBOT> long one"))
+    first, second = await slack.wait_posted(2)
+    payloads = [p["metadata"]["event_payload"] for p in (first, second)]
+    assert [p["metadata"]["event_type"] for p in (first, second)] == ["botbridge_part"] * 2
+    assert [p["part"] for p in payloads] == [0, 1]
+    assert payloads[0]["event_id"] == payloads[1]["event_id"] and payloads[0]["event_id"]
+    assert payloads[0]["key"] != payloads[1]["key"]
+
+
+@pytest.mark.parametrize("where", ["im", "thread"])
+async def test_a_post_whose_answer_was_lost_is_found_by_its_metadata_not_posted_again(
+    slack, openai_fake, running, where
+):
+    bridge = await start_fast_delivery(running, slack, openai_fake)
+    # Slack posts it, then the connection breaks before the answer: slack_sdk must not resend.
+    slack.lose_answer_next(path="/api/chat.postMessage")
+    await slack.push(im("lost answer?") if where == "im" else mention("<@UBOT> lost answer?"))
+    await eventually(lambda: count(bridge, "answered") == 1, 10)
+    assert [p["text"] for p in slack.posted] == ["echo: lost answer?"]
+    assert len(slack.calls_to("/api/chat.postMessage")) == 1
+    looked = "conversations.history" if where == "im" else "conversations.replies"
+    [lookup] = slack.args_of(looked)
+    assert lookup["include_all_metadata"] in ("true", "1", True)
+    assert bridge.metrics.possibly_repeated.labels("slack")._value.get() == 0
+
+
+async def test_without_the_history_scope_a_lost_post_is_sent_again_and_counted(
+    slack, openai_fake, running, caplog
+):
+    caplog.set_level(logging.INFO)
+    bridge = await start_fast_delivery(running, slack, openai_fake)
+    slack.missing_history_scope = True
+    slack.lose_answer_next(path="/api/chat.postMessage")
+    await slack.push(im("lost answer?"))
+    await eventually(lambda: count(bridge, "answered") == 1, 10)
+    assert [p["text"] for p in slack.posted] == ["echo: lost answer?"] * 2
+    assert bridge.adapter_metrics.possibly_repeated.labels("slack")._value.get() == 1
+    assert "add the history scopes" in caplog.text
+
+
+@pytest.mark.parametrize("error", ["channel_not_found", "is_archived", "not_in_channel"])
+async def test_a_refused_post_is_undeliverable_at_once(slack, openai_fake, running, error):
+    bridge = await start_fast_delivery(running, slack, openai_fake)
+    slack.error_next("/api/chat.postMessage", error)
+    await slack.push(im("anyone?"))
+    await eventually(lambda: count(bridge, "undeliverable") == 1, 10)
+    assert len(slack.calls_to("/api/chat.postMessage")) == 1
+    await slack.push(im("next one"))
+    assert [p["text"] for p in await slack.wait_posted(1)] == ["echo: next one"]
+
+
+async def test_a_passing_failure_is_retried_until_the_post_goes_through(
+    slack, openai_fake, running
+):
+    bridge = await start_fast_delivery(running, slack, openai_fake)
+    slack.error_next("/api/chat.postMessage", "internal_error", times=2)
+    slack.fail_next(503, path="/api/chat.postMessage", body={"ok": False})
+    await slack.push(im("eventually?"))
+    await eventually(lambda: count(bridge, "answered") == 1, 10)
+    assert [p["text"] for p in slack.posted] == ["echo: eventually?"]
+    assert bridge.metrics.delivery_retries.labels("slack")._value.get() == 3

@@ -56,6 +56,27 @@ async def test_group_mention_is_answered_as_a_reply_per_user(world: World):
     assert len(fake.sent) == 2  # the chatter without a mention got nothing
 
 
+async def test_a_bare_mention_gets_the_help(world: World):
+    fake = world.fake
+    asked = fake.group_message(TEAM, ALICE, "@bridge_bot")
+    await world.send(asked)
+    [answer] = await fake.wait_sent(1)
+    assert "/reset starts a fresh conversation" in answer["text"]
+    assert answer["reply_to"] == asked["message"]["message_id"]
+
+
+async def test_a_mention_with_a_lone_surrogate_is_answered_and_nothing_stalls(world: World):
+    # Half a surrogate pair (a client cut an emoji in two): PTB's parse_entity cannot encode it.
+    fake = world.fake
+    await world.send(fake.group_message(TEAM, ALICE, "@bridge_bot broken \ud83d emoji"))
+    await world.send(fake.dm(BOB, "next"))
+    answers = await fake.wait_sent(2)
+    assert sorted(m["text"] for m in answers) == [
+        "[wx:dm:tg.43] next",
+        "[wx:group:tg.-1001234567890:user:tg.42] broken \ufffd emoji",
+    ]
+
+
 async def test_reply_to_the_bot_is_answered(world: World):
     fake = world.fake
     await world.send(fake.group_message(TEAM, ALICE, "@bridge_bot first"))
@@ -63,7 +84,9 @@ async def test_reply_to_the_bot_is_answered(world: World):
     follow_up = fake.group_message(TEAM, ALICE, "and then?", reply_to=first)
     await world.send(follow_up)
     answers = await fake.wait_sent(2)
-    assert answers[1]["text"] == "[wx:group:tg.-1001234567890:user:tg.42] and then?"
+    key = "wx:group:tg.-1001234567890:user:tg.42"
+    # The echo backend keeps no history, so it is told what the reply answers.
+    assert answers[1]["text"] == f"[{key}] [In reply to you: [{key}] first]\nand then?"
     assert answers[1]["reply_to"] == follow_up["message"]["message_id"]
 
 
@@ -235,3 +258,26 @@ async def test_a_photo_gets_a_short_reply_saying_why(world: World):
     await world.send(fake.dm(ALICE, "still there?"))
     assert (await fake.wait_sent(4))[3]["text"] == "[wx:dm:tg.42] still there?"
     assert len(fake.sent) == 4  # Bob's photo, not addressed to the bot, got nothing
+
+
+async def test_a_ten_megabyte_answer_arrives_as_a_few_messages_and_the_loop_keeps_going(
+    fake, running
+):
+    from bench.loop_stall import LoopWatch
+    from bridge.text import CUT_NOTE
+    from tests.core.test_text import TEN_MB
+    from tests.fakes.openai_api import FakeOpenAI
+
+    async with FakeOpenAI(reply=lambda body, headers: TEN_MB) as llm:
+        backend = {"type": "openai", "base_url": llm.base_url, "max_retries": 0}
+        world = await start_world(running, fake, "polling", backends={"main": backend})
+        async with LoopWatch() as watch:
+            await world.send(fake.dm(ALICE, "write me a novel"))
+            await fake.wait_for(
+                lambda calls: fake.texts() and CUT_NOTE[:20] in fake.texts()[-1], 30
+            )
+    texts = fake.texts()
+    assert 5 <= len(texts) <= 7  # 20,000 characters in 4,096-unit messages, not 2,444 of them
+    assert texts[-1].endswith(CUT_NOTE.format(limit=20000))
+    # The fake LLM and Bot API share this loop (encoding 10 MB of JSON is one step); generous.
+    assert watch.longest < 0.25, f"the loop stalled for {watch.longest * 1000:.0f} ms"

@@ -81,6 +81,55 @@ async def test_store_failure_leaves_the_update_to_be_fetched_again(fake, running
     assert failures
 
 
+async def test_a_burst_is_taken_in_at_once_not_one_store_round_trip_at_a_time(fake, running):
+    world = await start_world(running, fake, "polling")
+    await fake.wait_for(lambda calls: fake.api_calls("getUpdates"))
+    store = world.bridge.store
+    real_accept = store.journal.accept
+    burst = 20
+    under_way: list[str] = []
+    all_arrived = asyncio.Event()
+
+    async def slow_accept(event_id, *args, **kwargs):
+        # Each accept waits until the whole burst is being accepted: one at a time, the first
+        # would wait for ever.
+        under_way.append(event_id)
+        if len(under_way) == burst:
+            all_arrived.set()
+        await all_arrived.wait()
+        return await real_accept(event_id, *args, **kwargs)
+
+    store.journal.accept = slow_accept  # type: ignore[method-assign]
+    people = [user(100 + n, f"P{n}") for n in range(burst)]
+    await world.send(*(fake.dm(person, f"question {n}") for n, person in enumerate(people)))
+    await fake.wait_sent(burst, timeout=20)
+    assert sorted(fake.texts()) == sorted(
+        f"[wx:dm:tg.{100 + n}] question {n}" for n in range(burst)
+    )
+
+
+async def test_a_store_failure_mid_batch_loses_and_repeats_nothing(fake, running):
+    world = await start_world(running, fake, "polling")
+    await fake.wait_for(lambda calls: fake.api_calls("getUpdates"))
+    store = world.bridge.store
+    real_accept = store.journal.accept
+    failed: list[str] = []
+
+    async def accept_failing_once_on_the_third(event_id, *args, **kwargs):
+        if not failed and event_id.endswith(str(first + 2)):
+            failed.append(event_id)
+            raise OSError("disk full")
+        return await real_accept(event_id, *args, **kwargs)
+
+    store.journal.accept = accept_failing_once_on_the_third  # type: ignore[method-assign]
+    [first, *_] = await fake.push(*(fake.dm(ALICE, f"message {n}") for n in range(5)))
+    await fake.wait_sent(5, timeout=10)
+    await world.bridge.router.idle(5)
+    # Alice's five messages, each answered once and in the order she sent them.
+    assert fake.texts() == [f"[wx:dm:tg.42] message {n}" for n in range(5)]
+    assert failed
+
+
 async def test_conflict_with_another_poller_is_reported(fake, running, caplog):
     fake.conflict = True
     world = await start_world(running, fake, "polling")

@@ -148,10 +148,10 @@ async def test_group_pace_holds_a_group_but_not_other_chats():
         async with Bot(fake.token, base_url=fake.base_url) as bot:
             sender = Sender(bot, config, Metrics())
             to_group = [
-                asyncio.create_task(sender.send(Outbound("telegram", str(TEAM["id"]), (f"g{n}",))))
+                asyncio.create_task(sender.send(Outbound("telegram", str(TEAM["id"]), f"g{n}")))
                 for n in range(3)
             ]
-            await sender.send(Outbound("telegram", "42", ("dm goes straight through",)))
+            await sender.send(Outbound("telegram", "42", "dm goes straight through"))
             await fake.wait_for(lambda calls: len(fake.sent) >= 3)
             await asyncio.sleep(0.2)
             assert sorted(fake.texts()) == ["dm goes straight through", "g0", "g1"]

@@ -8,7 +8,8 @@ import pytest
 
 from bridge.backends import _http
 from bridge.config import OpenAIBackend
-from bridge.errors import Rejected, Timeout, Unavailable
+from bridge.errors import BadResponse, Rejected, Timeout, Unavailable, Unsendable
+from bridge.types import Question, Session
 
 
 def config(base_url: str, **extra) -> OpenAIBackend:
@@ -77,3 +78,34 @@ async def test_a_server_dripping_bytes_is_cut_off_at_the_total_timeout(openai_fa
     openai_fake.drip_next(5)  # each byte within the read timeout, the whole far beyond it
     with pytest.raises(Timeout, match=r"no complete answer in 0\.5s"):
         await post(openai_fake.url, idempotent=True, timeout=0.5, max_retries=0)
+
+
+async def test_a_body_that_cannot_be_encoded_is_ours_and_never_sent(openai_fake):
+    cfg = config(openai_fake.url)
+    async with _http.make_client(cfg) as client:
+        with pytest.raises(Unsendable) as caught:
+            await _http.send(client, "POST", f"{openai_fake.url}/v1/chat/completions", config=cfg,
+                             backend="t", json={"messages": [{"content": "half \ud800 pair"}]})
+    assert caught.value.cause == "unsendable" and "half" not in str(caught.value)
+    assert openai_fake.calls == []
+
+
+async def test_a_validation_error_is_reported_without_the_input_it_echoes(openai_fake):
+    detail = [{"loc": ["body", "messages", 0], "msg": "too long", "input": "the user's words"}]
+    openai_fake.fail_next(422, body={"detail": detail})
+    with pytest.raises(Rejected) as caught:
+        await post(openai_fake.url, idempotent=True)
+    assert str(caught.value) == "HTTP 422: body.messages.0: too long"
+
+
+async def test_an_unreadable_answer_is_described_by_its_shape(openai_fake):
+    openai_fake.fail_next(200, body={"answer": "the model's words", "id": 1})
+    from bridge.backends.openai import OpenAIBackend
+
+    backend = OpenAIBackend("main", config(openai_fake.base_url))
+    try:
+        with pytest.raises(BadResponse) as caught:
+            await backend.ask(Session("k", {}), Question("hi"))
+    finally:
+        await backend.aclose()
+    assert str(caught.value) == "no choices[0].message in the answer (an object with keys [answer, id])"

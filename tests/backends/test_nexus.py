@@ -118,8 +118,9 @@ async def test_think_is_stripped_and_usage_and_durations_logged(nexus, console, 
     assert await console.replies(2) == ["Paris.", "Paris."]
     assert "<think>" not in nexus.prompts[1]  # the history holds the answer, not the thinking
     assert "prompt_tokens=11 answer_tokens=5 total=1.50s load=0.10s" in caplog.text
+    assert await bridge.router.idle(5)  # tokens are counted once the answer is out
     metrics = bridge.metrics.render().decode()
-    assert 'backend="main",direction="input"} 22.0' in metrics
+    assert 'backend="main",direction="input",outcome="answered",route="default",source="reported"} 22.0' in metrics
 
 
 @pytest.mark.parametrize(

@@ -171,7 +171,8 @@ async def test_split_long_input_sends_parts_then_answers_the_last(ngpt, console,
 
 async def test_429_waits_and_the_message_goes_through(console, running):
     async with FakeNexusGPT(answer_delay=0.01, messages_per_minute=2, window=0.3) as ngpt:
-        await running(config(ngpt, max_retries=3), console)
+        # The Retry-After waits count against `timeout`: give them room.
+        await running(config(ngpt, max_retries=3, timeout=5), console)
         for user in ("a", "b", "c"):
             await console.say("hi", user=user)
         await console.replies(3)
@@ -187,7 +188,7 @@ async def test_limiter_is_shared_by_every_backend_of_a_key(console, running):
         other = make_config({"backends": {"m": {**section(ngpt), "api_key": "another-key"}}})
         three = NexusGPTBackend("three", other.backends["m"], limiters)
         bridge = await running(config(ngpt), console)
-        bridge.router._backends = {"main": one}  # the bridge's router asks through `one`
+        bridge.router._asker._backends = {"main": one}  # the bridge asks through `one`
         for user in ("a", "b", "c"):
             await console.say("hi", user=user)
         assert await console.replies(3) == ["echo: hi"] * 3

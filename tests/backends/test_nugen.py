@@ -86,9 +86,10 @@ async def test_token_usage_is_counted(nugen, console, running):
     bridge = await running(config(nugen), console)
     await console.say("three little words")
     await console.replies(1)
+    assert await bridge.router.idle(5)  # tokens are counted once the answer is out
     metrics = bridge.metrics.render().decode()
-    assert 'botbridge_tokens_total{backend="main",direction="input"} 13.0' in metrics
-    assert 'botbridge_tokens_total{backend="main",direction="output"} 4.0' in metrics
+    assert 'botbridge_tokens_total{backend="main",direction="input",outcome="answered",route="default",source="reported"} 13.0' in metrics
+    assert 'botbridge_tokens_total{backend="main",direction="output",outcome="answered",route="default",source="reported"} 4.0' in metrics
 
 
 @pytest.mark.parametrize(("fault", "cause"), FAULTS)

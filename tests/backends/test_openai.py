@@ -9,7 +9,7 @@ import pytest
 
 from bridge.backends.openai import OpenAIBackend
 from bridge.errors import AuthFailed, BadResponse, RateLimited, Rejected, Unavailable
-from bridge.types import Session
+from bridge.types import Question, Session
 from tests.conftest import make_config
 
 
@@ -33,7 +33,7 @@ async def test_status_becomes_its_error(openai_fake, status, error, text):
     backend = backend_for(openai_fake)
     try:
         with pytest.raises(error, match=text.replace("(", r"\(").replace(")", r"\)")):
-            await backend.ask(Session("k", {}), "hi")
+            await backend.ask(Session("k", {}), Question("hi"))
     finally:
         await backend.aclose()
     assert len(openai_fake.calls) == 1  # none of these is worth resending
@@ -44,7 +44,7 @@ async def test_malformed_body_is_a_bad_response(openai_fake):
     backend = backend_for(openai_fake)
     try:
         with pytest.raises(BadResponse, match="not JSON"):
-            await backend.ask(Session("k", {}), "hi")
+            await backend.ask(Session("k", {}), Question("hi"))
     finally:
         await backend.aclose()
 

@@ -64,3 +64,29 @@ def test_a_reply_with_unknown_placeholders_is_a_config_error():
     with pytest.raises(ConfigError, match=r"access.rate_limited_reply: only \{wait\} may be used"):
         make_config({"backends": {"e": {"type": "echo"}},
                      "access": {"rate_limited_reply": "wait {seconds}s"}})
+
+
+def test_operator_keys_name_their_path_when_wrong():
+    def error(access: dict) -> str:
+        with pytest.raises(ConfigError) as caught:
+            make_config({"backends": {"e": {"type": "echo"}}, "access": access})
+        return str(caught.value)
+
+    twice = {"platform": "telegram", "user": "42"}
+    assert error({"people": {"ann": [twice], "bob": [twice]}}) == (
+        "access.people.bob.0: this account is already ann's"
+    )
+    assert error({"budgets": {"timezone": "Mars/Olympus"}}).startswith(
+        "access.budgets.timezone: unknown time zone 'Mars/Olympus'"
+    )
+    assert error({"budgets": {"backends": {"gpt": {"person_daily": 5}}}}) == (
+        "access.budgets.backends.gpt: no backend named 'gpt'"
+    )
+    assert error({"budgets": {"reply": "wait {hours}"}}).startswith(
+        "access.budgets.reply: only {resets} and {wait} may be used"
+    )
+    assert error({"budgets": {"person_daily": -1}}).startswith("access.budgets.person_daily:")
+    config = make_config(
+        {"backends": {"e": {"type": "echo"}}, "access": {"admins": [{"platform": "telegram", "user": 42}]}}
+    )
+    assert config.access.admins[0].user == "42"  # a YAML number is the id as written

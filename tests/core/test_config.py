@@ -145,3 +145,86 @@ def test_null_is_a_value_but_an_empty_section_is_unset():
     assert config.adapters.telegram is None
     assert config.adapters.slack.progress_reaction is None  # no reaction, as documented
     assert config.access.denied_reply is None
+
+
+def test_telegram_send_ceiling_and_redis_prefix_are_checked_with_their_paths():
+    base = {"backends": {"e": {"type": "echo"}}}
+    telegram = {"token": "1:x", "max_sends_per_second": -1}
+    error = error_of({**base, "adapters": {"telegram": telegram}})
+    assert "adapters.telegram.max_sends_per_second" in error
+    error = error_of({**base, "bridge": {"store": {"type": "redis", "prefix": "a:b"}}})
+    assert "bridge.store.prefix" in error
+    config = parse_config(
+        {**base, "adapters": {"telegram": {"token": "1:x", "max_sends_per_second": 0}}}, {}
+    )
+    assert config.adapters.telegram is not None
+    assert config.adapters.telegram.max_sends_per_second == 0  # 0: no bot-wide ceiling
+    assert parse_config(base, {}).bridge.store.prefix == "botbridge"
+
+
+def load_error(tmp_path, content: bytes) -> str:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    return str(caught.value)
+
+
+MINIMAL = "backends:\n  main:\n    type: echo\n"
+
+
+def test_a_file_that_is_not_utf8_is_named_not_a_traceback(tmp_path):
+    assert "is UTF-16 or binary, not UTF-8 text: save it as UTF-8" in load_error(
+        tmp_path, MINIMAL.encode("utf-16")
+    )
+    assert "is UTF-16 or binary" in load_error(tmp_path, MINIMAL.encode("utf-16-le"))  # no BOM
+    latin = ("# café\n" + MINIMAL).encode("latin-1")
+    assert "is not UTF-8 text (byte 0xe9 at line 1): save it as UTF-8" in load_error(
+        tmp_path, latin
+    )
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + MINIMAL.encode())  # UTF-8 with a BOM is fine
+    assert load_config(path, env={}).backends
+
+
+def test_duplicate_keys_are_named_with_their_lines(tmp_path):
+    top = MINIMAL + "bridge:\n  max_in_flight: 4\nbridge:\n  drain_timeout: 5\n"
+    assert load_error(tmp_path, top.encode()).endswith(
+        "bridge: duplicate key at line 6 (first at line 4)"
+    )
+    nested = MINIMAL + "    type: openai\n"
+    assert load_error(tmp_path, nested.encode()).endswith(
+        "backends.main.type: duplicate key at line 4 (first at line 3)"
+    )
+
+
+def test_credentials_inside_a_url_are_refused_without_repeating_them():
+    for raw, key in [
+        ({"backends": {"m": {"type": "openai", "base_url": "https://bob:hunter2@llm.example/v1"}}},
+         "backends.m.base_url"),
+        ({"backends": {"m": {"type": "echo"}},
+          "adapters": {"telegram": {"token": "t", "api_base_url": "https://u:pw-secret@tg/bot"}}},
+         "adapters.telegram.api_base_url"),
+    ]:  # fmt: skip
+        error = error_of(raw)
+        assert error.startswith(f"{key}: must not hold credentials")
+        assert "api_key" in error and "environment" in error
+        assert "hunter2" not in error and "pw-secret" not in error
+
+
+def test_a_home_relative_state_dir_is_expanded(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = parse_config({"backends": {"e": {"type": "echo"}},
+                           "bridge": {"state_dir": "~/bot", "store": {"path": "~/s.db"}}}, {})  # fmt: skip
+    assert config.bridge.state_dir == str(tmp_path / "bot")
+    assert config.bridge.store.path == str(tmp_path / "s.db")
+    config = parse_config({"backends": {"e": {"type": "echo"}}, "bridge": {"state_dir": "~/bot"}})
+    assert config.bridge.store_path() == str(tmp_path / "bot" / "botbridge.sqlite3")
+
+
+def test_the_redis_key_prefix_is_checked():
+    assert parse_config({"bridge": {"store": {"type": "redis"}}}).bridge.store.prefix == "botbridge"
+    for bad in ("two words", "{tag}", "a:b", ""):
+        assert error_of({"bridge": {"store": {"prefix": bad}}}) == (
+            "bridge.store.prefix: must be non-empty, without spaces, ':', '{' or '}'"
+        )

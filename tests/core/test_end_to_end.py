@@ -69,8 +69,9 @@ async def test_fifty_messages_over_ten_sessions_keep_order(openai_fake, running)
 
 
 async def test_retried_503_succeeds(openai_fake, console, running):
+    # History kept by the bridge: the server keeps nothing, so resending is safe.
     openai_fake.fail_next(503, times=2)
-    await running(make_config(openai_config(openai_fake, "header")), console)
+    await running(make_config(openai_config(openai_fake, "bridge")), console)
     await console.say("still there?")
     assert await console.replies(1) == ["echo: still there?"]
     assert len(openai_fake.calls_to("/v1/chat/completions")) == 3
@@ -201,3 +202,21 @@ async def test_raw_session_keys_carry_the_platform_ids_as_they_are(openai_fake, 
     await console.replies(2)
     keys = [c.headers["x-session-key"] for c in openai_fake.calls_to("/v1/chat/completions")]
     assert sorted(keys) == ["wx:dm:alice", "wx:group:team:user:bob"]
+
+
+async def test_a_reset_user_and_a_user_named_like_their_next_session_never_share_history(
+    openai_fake, running
+):
+    console = RecordingConsole(user="a:b")
+    await running(make_config(openai_config(openai_fake, "body")), console)
+    await console.say("I am a:b, before the reset")
+    await console.say("/reset")
+    await console.say("I am a:b, after the reset")
+    await console.say("I am someone else", user="a:b#2")
+    await console.replies(4)
+    histories = sorted(openai_fake.sessions.values())
+    assert histories == [
+        ["I am a:b, after the reset"],
+        ["I am a:b, before the reset"],
+        ["I am someone else"],
+    ]

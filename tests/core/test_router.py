@@ -98,7 +98,7 @@ async def test_a_broken_backend_gets_the_apology_and_the_bridge_keeps_serving(
     class Broken:
         name = "broken"
 
-        async def ask(self, session, text):
+        async def ask(self, session, question):
             raise RuntimeError("bug in backend")
 
         async def probe(self):

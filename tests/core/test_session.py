@@ -6,9 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.session import session_key
-from bridge.types import ChatKind
+from bridge.types import ChatKind, Session
 
 ids = st.text(min_size=1, max_size=12)
+MODES = ["qualified", "raw"]
 platforms = st.sampled_from(
     ["telegram", "discord", "slack", "console", "tg", "matrix", "a.b", "x:y"]
 )
@@ -59,3 +60,20 @@ def test_keys_parse_one_way(platform, workspace, group, user):
         assert len(parts) == 5 and parts[:2] == ["wx", "group"] and parts[3] == "user"
     else:
         assert len(parts) == 3 and parts[:2] == ["wx", "dm"]
+
+
+@given(ids, ids, st.integers(0, 3), st.integers(0, 3), st.booleans(), st.sampled_from(MODES))
+def test_a_reset_never_makes_one_persons_id_anothers(u1, other, gen1, gen2, lookalike, mode):
+    """`/reset` sends `key#n`; no other key may ever equal it (user `a:b` after one reset and a
+    new user `a:b#2` used to share the server's history)."""
+    u2 = f"{u1}#{gen1 + 1}" if lookalike else other  # named like u1's next session
+    wire = [
+        Session(session_key("console", ChatKind.DM, user, mode=mode), {"generation": gen}).wire_id
+        for user, gen in ((u1, gen1), (u2, gen2))
+    ]
+    assert (wire[0] == wire[1]) == ((u1, gen1) == (u2, gen2))
+
+
+def test_hash_is_escaped_in_keys():
+    assert session_key("console", ChatKind.DM, "a:b#2") == "wx:dm:cl.a%3Ab%232"
+    assert session_key("telegram", ChatKind.DM, "a#2", mode="raw") == "wx:dm:a%232"

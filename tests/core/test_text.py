@@ -8,7 +8,8 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.text import clean, split, strip_think, utf16_len
+from bench.loop_stall import LoopWatch
+from bridge.text import CUT_NOTE, cap, clean, prepare, prepare_async, split, strip_think, utf16_len
 
 FENCE = re.compile(r"^[ \t]{0,3}```", re.MULTILINE)
 
@@ -110,3 +111,39 @@ def test_split_keeps_every_part_fenced_properly(blocks, limit):
         assert len(FENCE.findall(part)) % 2 == 0, part
     strip_fences = lambda t: _no_space(FENCE.sub("", t).replace("python", ""))  # noqa: E731
     assert strip_fences("\n".join(parts)) == strip_fences(text)
+
+
+# ------------------------------------------------------------------------------ answer size
+
+PARAGRAPH = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 12 + "\n\n"
+TEN_MB = PARAGRAPH * (10_000_000 // len(PARAGRAPH))
+NOTE = CUT_NOTE.format(limit=20000)
+
+
+def test_a_long_answer_is_cut_at_a_paragraph_with_a_note():
+    parts = prepare(TEN_MB, 4096, utf16_len, max_chars=20000)
+    assert len(parts) <= 6  # 20,000 characters in 4,096-unit messages, and the note
+    assert all(utf16_len(p) <= 4096 for p in parts)
+    assert parts[-1].endswith(NOTE)
+    body = "\n\n".join(parts)
+    assert len(body) <= 20000 + len(NOTE) + 20
+    assert body.replace(NOTE, "").rstrip().endswith("elit.")  # a whole paragraph, not a word
+
+
+def test_a_cut_inside_code_closes_its_fence_and_short_answers_are_untouched():
+    code = "```python\n" + "x = 1\n" * 5000 + "```\n"
+    text, cut = cap(code, 1000)
+    assert cut and len(text) <= 1000 and text.endswith("\n```")
+    assert len(FENCE.findall(text)) == 2
+    assert prepare("a short answer", 4096) == ["a short answer"]
+    assert prepare("<think>only thinking</think>", 4096) == []
+
+
+async def test_preparing_ten_megabytes_never_stalls_the_loop():
+    """Splitting 10 MB on the loop held it for ~20 s; now each step is bounded."""
+    async with LoopWatch() as watch:
+        parts = await prepare_async(TEN_MB + "```\nopen fence", 4096, utf16_len, 20000)
+    assert parts[-1].endswith(NOTE) and len(parts) <= 6
+    # Generous: measured ~10 ms here (the longest single pass in C over 10 MB); the machine is
+    # shared, so only a stall far beyond that fails.
+    assert watch.longest < 0.15, f"the loop stalled for {watch.longest * 1000:.0f} ms"

@@ -6,6 +6,7 @@ of every request, and fault switches that apply to the next matching requests.
     server.slow_next(2.0)                      # next answer comes 2 s late
     server.drip_next(5.0)                      # 200 at once, then a byte every 50 ms for 5 s
     server.drop_next()                         # connection closed without an answer
+    server.lose_answer_next()                  # request processed, then the connection is cut
     server.malformed_next()                    # HTTP 200 with a body that is not JSON
     server.fail_next(500, path="/v1/chat", times=3, body={"error": {"message": "boom"}})
 
@@ -45,7 +46,7 @@ class Call:
 
 @dataclass
 class Fault:
-    kind: str  # "status", "slow", "drop", "malformed", "drip"
+    kind: str  # "status", "slow", "drop", "lose", "malformed", "drip"
     times: int = 1
     path: str | None = None  # applies to paths starting with this; None: any
     status: int = 500
@@ -120,6 +121,11 @@ class FakeServer:
     def drop_next(self, *, times: int = 1, path: str | None = None) -> Fault:
         return self._add(Fault("drop", times, path))
 
+    def lose_answer_next(self, *, times: int = 1, path: str | None = None) -> Fault:
+        """Process the request (a message is posted), then cut the connection before the answer:
+        the client cannot tell whether it worked."""
+        return self._add(Fault("lose", times, path))
+
     def drip_next(self, duration: float, *, times: int = 1, path: str | None = None) -> Fault:
         """Answer 200 at once, then send the body a byte at a time for `duration` seconds."""
         return self._add(Fault("drip", times, path, delay=duration))
@@ -162,6 +168,11 @@ class FakeServer:
                 assert request.transport is not None
                 request.transport.abort()
                 raise asyncio.CancelledError  # aiohttp drops the handler quietly
+            elif fault.kind == "lose":
+                await handler(request)
+                assert request.transport is not None
+                request.transport.abort()
+                raise asyncio.CancelledError
             elif fault.kind == "drip":
                 response = web.StreamResponse(headers={"Content-Type": "application/json"})
                 await response.prepare(request)

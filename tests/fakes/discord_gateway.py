@@ -4,9 +4,20 @@ The real discord.py client logs in (users/@me, oauth2/applications/@me), discove
 (gateway/bot), IDENTIFYs and gets READY plus one GUILD_CREATE (a guild with a text channel, a thread
 and the bot's managed role), heartbeats, RESUMEs. Tests make people talk with `say()`, which
 dispatches MESSAGE_CREATE; what the bot posts is in `posted`, and like Discord the fake echoes the
-bot's own messages back over the gateway. Faults: every REST fault of FakeServer, `rate_limit_next`
+bot's own messages back over the gateway. REST serves any message it knows (GET
+channels/{c}/messages/{id}), and attachments (`say(attachment=…, data=…)`) are served from the
+fake's own "CDN" (`/attachments/…`), each download recorded in `downloads`. Faults: every REST fault of FakeServer, `rate_limit_next`
 (a 429 as Discord sends it), `forbid_next` (403 Missing Permissions), `disconnect()` (the gateway
 closes the socket) and `invalidate_next_resume()` (the client must IDENTIFY again).
+
+Edits (PATCH a message) are recorded in `edits` and change the message in `posted`; like Discord
+they share a rate-limit bucket per channel (`edit_limit` per `edit_window` seconds) described by
+the X-RateLimit-* headers, and an edit beyond it gets a 429 with `retry_after`.
+Like Discord, a message created with a `nonce` and `enforce_nonce: true` whose nonce the bot used
+within `nonce_window` seconds is not created again: the first one is returned (`nonce_hits` counts
+these). A RESUME replays every event dispatched after the client's last sequence number, and
+the last `replay_seen` events before it as well (a redelivery of events the client already had);
+`redeliver(data)` dispatches a message the client has seen once more.
 """
 
 from __future__ import annotations
@@ -88,7 +99,9 @@ class _Session:
 
 
 class FakeDiscord(FakeServer):
-    def __init__(self, *, token: str = TOKEN, message_content_allowed: bool = True) -> None:
+    def __init__(
+        self, *, token: str = TOKEN, message_content_allowed: bool = True, record: bool = True
+    ) -> None:
         self.token = token
         self.message_content_allowed = message_content_allowed
         self._ids = itertools.count(1)
@@ -107,6 +120,8 @@ class FakeDiscord(FakeServer):
         self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self.messages: dict[str, dict[str, Any]] = {}
         self.posted: list[dict[str, Any]] = []  # what the bot posted, in order
+        self.attachments: dict[str, bytes] = {}  # CDN path -> bytes
+        self.downloads: list[str] = []  # CDN paths fetched, in order
         self.gateway_ops: list[dict[str, Any]] = []  # what clients sent (tokens removed)
         self.sessions: dict[str, _Session] = {}
         self.connections: list[_Connection] = []
@@ -114,7 +129,17 @@ class FakeDiscord(FakeServer):
         self._invalidate_resumes = 0
         self.gateway_refused = False  # True: new gateway connections get HTTP 503
         self.advertised_gateway: str | None = None  # what gateway/bot names; None: this server
-        super().__init__()
+        self.edits: list[dict[str, Any]] = []  # every edit of a bot message: id, content, at
+        self.posted_at: dict[str, float] = {}  # bot message id -> loop time it was created
+        self.edits_refused = 0  # edits answered 429 because the bucket was empty
+        self.edit_limit = 5
+        self.edit_window = 5.0
+        self._edit_times: dict[int, list[float]] = {}  # channel -> recent edit times
+        self.replay_seen = 0  # events at or before the client's sequence a RESUME sends again
+        self.nonce_window = 300.0  # "the past few minutes"
+        self.nonces: dict[str, tuple[dict[str, Any], float]] = {}
+        self.nonce_hits = 0  # creates answered with the message already made for that nonce
+        super().__init__(record=record)
         self.app.on_response_prepare.append(self._like_discord)
 
     # ---------------------------------------------------------------------------- addresses
@@ -171,28 +196,37 @@ class FakeDiscord(FakeServer):
         channel: int | None = None,
         dm: bool = False,
         reply_to: dict[str, Any] | None = None,
+        resolved: bool = True,
+        seen: bool = True,
         webhook: bool = False,
         attachment: str | None = None,
+        data: bytes = b"\0" * 1024,
+        content_type: str | None = None,
+        stated_size: int | None = None,
     ) -> dict[str, Any]:
         """A user posts `content` (in the guild text channel unless `channel` or `dm`), with a
-        file named `attachment` if given."""
-        if dm:
-            data = self._message(self.dm_channel(author), None, author, content, reply_to)
-        else:
-            data = self._message(
-                channel or self.channel_id, self.guild_id, author, content, reply_to
-            )
+        file named `attachment` (holding `data`) if given. `resolved=False` leaves out the
+        replied-to message, as Discord sometimes does: the client must fetch it. `seen=False`
+        keeps the message from the gateway (posted before the bot connected): REST has it."""
+        channel_id = self.dm_channel(author) if dm else (channel or self.channel_id)
+        message = self._message(channel_id, None if dm else self.guild_id, author, content, reply_to)
+        if reply_to is not None and not resolved:
+            del message["referenced_message"]
         if attachment:
-            data["attachments"] = [{
-                "id": str(self.snowflake()), "filename": attachment, "size": 1024,
-                "url": f"{self.url}/attachments/{attachment}",
-                "proxy_url": f"{self.url}/attachments/{attachment}",
+            path = f"/attachments/{self.snowflake()}/{attachment}"
+            self.attachments[path] = data
+            message["attachments"] = [{
+                "id": str(self.snowflake()), "filename": attachment,
+                "size": len(data) if stated_size is None else stated_size,
+                "url": f"{self.url}{path}?ex=signed", "proxy_url": f"{self.url}{path}",
+                **({"content_type": content_type} if content_type else {}),
             }]  # fmt: skip
         if webhook:
-            data["webhook_id"] = str(self.snowflake())
-            data.pop("member", None)
-        await self._dispatch_for(data.get("guild_id"), "MESSAGE_CREATE", data)
-        return data
+            message["webhook_id"] = str(self.snowflake())
+            message.pop("member", None)
+        if seen:
+            await self._dispatch_for(message.get("guild_id"), "MESSAGE_CREATE", message)
+        return message
 
     def _message(
         self,
@@ -252,6 +286,9 @@ class FakeDiscord(FakeServer):
         app.router.add_get(f"{API}/gateway/bot", self._gateway_bot)
         app.router.add_post(f"{API}/channels/{{channel}}/messages", self._create_message)
         app.router.add_post(f"{API}/channels/{{channel}}/typing", self._typing)
+        app.router.add_get(f"{API}/channels/{{channel}}/messages/{{message}}", self._get_message)
+        app.router.add_get("/attachments/{id}/{name}", self._cdn)
+        app.router.add_patch(f"{API}/channels/{{channel}}/messages/{{message}}", self._edit_message)
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bot {self.token}"
@@ -304,6 +341,12 @@ class FakeDiscord(FakeServer):
         if not self._known_channel(channel_id):
             return web.json_response({"message": "Unknown Channel", "code": 10003}, status=404)
         body = await request.json()
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            known = self.nonces.get(str(nonce))
+            if known is not None and time.monotonic() - known[1] <= self.nonce_window:
+                self.nonce_hits += 1
+                return web.json_response(known[0])
         guild_id = None if channel_id in self.dm_channels.values() else self.guild_id
         ref = body.get("message_reference")
         reply_to = self.messages.get(str(ref["message_id"])) if ref else None
@@ -311,9 +354,59 @@ class FakeDiscord(FakeServer):
         if reply_to is not None and not body.get("allowed_mentions", {}).get("replied_user"):
             data["mentions"] = [m for m in data["mentions"] if m["id"] != reply_to["author"]["id"]]
         data["allowed_mentions"] = body.get("allowed_mentions")  # kept for tests to inspect
+        if nonce is not None:
+            data["nonce"] = nonce
+            self.nonces[str(nonce)] = (data, time.monotonic())
         self.posted.append(data)
+        self.posted_at[data["id"]] = asyncio.get_running_loop().time()
         await self._dispatch_for(guild_id, "MESSAGE_CREATE", data)  # the bot sees its own post
         return web.json_response(data)
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        found = self.messages.get(request.match_info["message"])
+        if found is None or found["channel_id"] != request.match_info["channel"]:
+            return web.json_response({"message": "Unknown Message", "code": 10008}, status=404)
+        return web.json_response(found)
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        found = self.attachments.get(request.path)
+        if found is None:
+            return web.Response(status=404, text="Not Found")
+        self.downloads.append(request.path)
+        return web.Response(body=found, content_type="application/octet-stream")
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        channel_id = int(request.match_info["channel"])
+        now = asyncio.get_running_loop().time()
+        recent = [t for t in self._edit_times.get(channel_id, []) if t > now - self.edit_window]
+        reset_after = (recent[0] + self.edit_window - now) if recent else self.edit_window
+        headers = {
+            "X-RateLimit-Limit": str(self.edit_limit),
+            "X-RateLimit-Bucket": "edit-bucket",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+        }
+        if len(recent) >= self.edit_limit:
+            self.edits_refused += 1
+            headers["X-RateLimit-Remaining"] = "0"
+            headers["Retry-After"] = f"{reset_after:.3f}"
+            body = {"message": "You are being rate limited.", "retry_after": reset_after}
+            return web.json_response({**body, "global": False}, status=429, headers=headers)
+        message = self.messages.get(request.match_info["message"])
+        if message is None or int(message["channel_id"]) != channel_id:
+            return web.json_response({"message": "Unknown Message", "code": 10008}, status=404)
+        recent.append(now)
+        self._edit_times[channel_id] = recent
+        headers["X-RateLimit-Remaining"] = str(self.edit_limit - len(recent))
+        body = await request.json()
+        if "content" in body:
+            message["content"] = body["content"]
+        message["edited_timestamp"] = _now()
+        self.edits.append({"id": message["id"], "content": message["content"], "at": now})
+        return web.json_response(message, headers=headers)
 
     async def _typing(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -397,9 +490,13 @@ class FakeDiscord(FakeServer):
             await connection.send({"op": 9, "d": False, "s": None, "t": None})
             return
         self._attach(connection, session)
+        seen = data.get("seq") or 0
+        if self.replay_seen:  # a fault: events the client had already, delivered again
+            for event in [e for e in session.events if e["s"] <= seen][-self.replay_seen :]:
+                await connection.send(event)
         # Like Discord, replay what was dispatched while the client was away.
         for event in session.events:
-            if event["s"] > (data.get("seq") or 0):
+            if event["s"] > seen:
                 await connection.send(event)
         await self._dispatch(session, "RESUMED", {})
 
@@ -422,6 +519,10 @@ class FakeDiscord(FakeServer):
         if not sessions:
             raise AssertionError("no gateway session: is the bot connected?")
         await self._dispatch(sessions[-1], event, data)
+
+    async def redeliver(self, data: dict[str, Any]) -> None:
+        """Dispatch a message the client has already been sent, once more."""
+        await self._dispatch_for(data.get("guild_id"), "MESSAGE_CREATE", data)
 
     async def wait_identified(self, count: int = 1, timeout: float = 5.0) -> None:
         async with asyncio.timeout(timeout):

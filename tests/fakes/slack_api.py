@@ -10,16 +10,33 @@ API side that signs and POSTs events to the bridge the way Slack does.
     slack.error_next("/api/reactions.add", "already_reacted")        # HTTP 200, ok: false
 
 Every request is recorded (`calls`, and parsed as `api_calls`); messages posted are in `posted`,
-current reactions in `reactions`, Socket Mode acknowledgements in `acks`.
+current reactions in `reactions`, Socket Mode acknowledgements in `acks`. A channel's history
+(`add_message`) is served by conversations.replies, people (`users`) by users.info, and files
+(`add_file`) at their `url_private`, which requires the bot token; each download is recorded in
+`downloads` with how many bytes went out and whether the client read them all.
+
+Streamed answers: chat.startStream / appendStream / stopStream (a streamed message is in `posted`
+with its `markdown` growing and `streaming` true until stopped; in a channel a stream needs
+`recipient_user_id` and `recipient_team_id`), chat.update (recorded in `updates`) and
+assistant.threads.setStatus (recorded in `statuses`). `streams_supported = False` answers the
+stream methods `unknown_method`; `expire_streams()` ends every open stream the way Slack does
+after about 5 minutes (`message_not_in_streaming_state`).
+
+Like Slack, a message's `metadata` is kept and returned by `conversations.history` (newest first)
+and `conversations.replies` (a thread's parent, then its replies, oldest first) only with
+`include_all_metadata`; both page with `limit` and `cursor`. `missing_history_scope = True` makes
+them fail with `missing_scope`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -34,6 +51,14 @@ TEAM_ID = "T024"
 BOT_USER_ID = "UBOT"
 
 _ids = itertools.count(1)
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class Download:
+    path: str
+    sent: int = 0  # bytes written before the client stopped reading
+    complete: bool = False
 
 
 class FakeSlack(FakeServer):
@@ -46,6 +71,7 @@ class FakeSlack(FakeServer):
         team: str = "Acme",
         bot_user_id: str = BOT_USER_ID,
         bot_user: str = "botbridge",
+        record: bool = True,
     ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
@@ -63,12 +89,82 @@ class FakeSlack(FakeServer):
         self.reactions: set[tuple[str, str, str]] = set()  # (channel, timestamp, name)
         self.acks: dict[str, dict[str, Any]] = {}
         self.sockets: list[web.WebSocketResponse] = []
+        self.history: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> message
+        self.users: dict[str, dict[str, Any]] = {}  # user id -> users.info's user
+        self.files: dict[str, bytes] = {}  # path -> bytes
+        self.downloads: list[Download] = []
+        self.files_read = True  # False: the app lacks files:read (Slack shows its sign-in page)
+        self.updates: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []
+        self.streams_supported = True
+        self.missing_history_scope = False
         self._ts = itertools.count(1)
-        super().__init__()
+        super().__init__(record=record)
 
     def setup(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # slack_sdk reads some with GET
         app.router.add_get("/link", self._socket)
+        app.router.add_get("/files-pri/{path:.+}", self._file)
+
+    # ------------------------------------------------------------------------------ content
+
+    def add_message(
+        self, channel: str, text: str, *, user: str = "U099", profile: str | None = None
+    ) -> str:
+        """A message already in `channel` (posted before, or not for the bot); returns its ts.
+        `profile`: the display name Slack puts in the message's `user_profile`."""
+        ts = _ts()
+        message: dict[str, Any] = {"type": "message", "user": user, "text": text, "ts": ts}
+        if profile:
+            message["user_profile"] = {"display_name": profile, "real_name": profile}
+        self.history[(channel, ts)] = message
+        return ts
+
+    def add_user(self, user: str, display_name: str) -> None:
+        self.users[user] = {"id": user, "name": display_name.lower(),
+                            "profile": {"display_name": display_name, "real_name": display_name}}  # fmt: skip
+
+    def add_file(
+        self, data: bytes, *, name: str = "picture.png", mimetype: str = "image/png",
+        stated_size: int | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A file as an event's `files` lists it; served at `url_private` with the bot token.
+        `stated_size`: the size the file object states (default the real one; -1: none)."""
+        file_id = f"F{next(_ids):06d}"
+        path = f"/files-pri/{TEAM_ID}-{file_id}/{name}"
+        self.files[path] = data
+        found: dict[str, Any] = {
+            "id": file_id, "name": name, "mimetype": mimetype, "filetype": name.rsplit(".")[-1],
+            "url_private": f"{self.url}{path}", "url_private_download": f"{self.url}{path}",
+        }  # fmt: skip
+        size = len(data) if stated_size is None else stated_size
+        if size >= 0:
+            found["size"] = size
+        return found
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        token_ok = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
+        if not (token_ok and self.files_read):
+            # Slack answers a request without the token with its sign-in page.
+            return web.Response(status=200, text="<html>sign in</html>", content_type="text/html")
+        data = self.files.get(request.path)
+        if data is None:
+            return web.Response(status=404, text="not found")
+        download = Download(request.path)
+        self.downloads.append(download)
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        try:
+            for start in range(0, len(data), _CHUNK):
+                await response.write(data[start : start + _CHUNK])
+                download.sent += len(data[start : start + _CHUNK])
+                await asyncio.sleep(0)  # let a client that stops reading be noticed
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            return response
+        download.complete = True
+        return response
 
     @property
     def api_url(self) -> str:
@@ -88,10 +184,14 @@ class FakeSlack(FakeServer):
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        if request.content_type == "application/json":
+        if request.method == "GET":
+            args = {}
+        elif request.content_type == "application/json":
             args = await request.json()
-        else:
+        elif request.method == "POST":
             args = dict(await request.post())
+        else:
+            args = {}
         args.update(request.query)
         self.api_calls.append((method, {k: v for k, v in args.items() if k != "token"}))
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -105,6 +205,14 @@ class FakeSlack(FakeServer):
             "reactions.add": self._reaction_add,
             "reactions.remove": self._reaction_remove,
             "apps.connections.open": self._connections_open,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
+            "users.info": self._users_info,
+            "chat.startStream": self._start_stream,
+            "chat.appendStream": self._append_stream,
+            "chat.stopStream": self._stop_stream,
+            "chat.update": self._update,
+            "assistant.threads.setStatus": self._set_status,
         }.get(method)
         if handler is None:
             return _error("unknown_method")
@@ -119,9 +227,124 @@ class FakeSlack(FakeServer):
         if not args.get("text") and not args.get("blocks"):
             return _error("no_text")
         ts = f"{1_700_000_000 + next(self._ts)}.000100"
-        message = {**args, "ts": ts}
+        message = {**args, "ts": ts, "user": self.identity["user_id"], "bot_id": "B0BOT",
+                   "at": asyncio.get_running_loop().time()}  # fmt: skip
+        if isinstance(message.get("metadata"), str):  # form-encoded: a JSON string
+            message["metadata"] = json.loads(message["metadata"])
         self.posted.append(message)
+        self.history[(str(args["channel"]), ts)] = {
+            "type": "message", "user": self.identity["user_id"], "bot_id": self.identity["bot_id"],
+            "text": args.get("text", ""), "ts": ts,
+            **({"thread_ts": args["thread_ts"]} if args.get("thread_ts") else {}),
+        }  # fmt: skip
         return web.json_response({"ok": True, "channel": args["channel"], "ts": ts})
+
+    async def _users_info(self, args: dict[str, Any]) -> web.Response:
+        found = self.users.get(str(args.get("user")))
+        if found is None:
+            return _error("user_not_found")
+        return web.json_response({"ok": True, "user": found})
+
+    def _message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        found = [m for m in self.posted if m["channel"] == channel and m["ts"] == ts]
+        return found[0] if found else None
+
+    async def _start_stream(self, args: dict[str, Any]) -> web.Response:
+        if not self.streams_supported:
+            return _error("unknown_method")
+        if not args.get("channel") or not args.get("thread_ts"):
+            return _error("invalid_arguments")
+        in_channel = not str(args["channel"]).startswith("D")
+        if in_channel and not (args.get("recipient_user_id") and args.get("recipient_team_id")):
+            return _error("missing_recipient_user_id")
+        ts = f"{1_700_000_000 + next(self._ts)}.000100"
+        self.posted.append({"channel": args["channel"], "thread_ts": args["thread_ts"], "ts": ts,
+                            "markdown": args.get("markdown_text", ""), "streaming": True,
+                            "at": asyncio.get_running_loop().time()})  # fmt: skip
+        return web.json_response({"ok": True, "channel": args["channel"], "ts": ts})
+
+    async def _append_stream(self, args: dict[str, Any]) -> web.Response:
+        if not self.streams_supported:
+            return _error("unknown_method")
+        message = self._message(args.get("channel", ""), args.get("ts", ""))
+        if message is None:
+            return _error("message_not_found")
+        if not message.get("streaming"):
+            return _error("message_not_in_streaming_state")
+        message["markdown"] += args.get("markdown_text", "")
+        return web.json_response({"ok": True, "channel": message["channel"], "ts": message["ts"]})
+
+    async def _stop_stream(self, args: dict[str, Any]) -> web.Response:
+        message = self._message(args.get("channel", ""), args.get("ts", ""))
+        if message is None:
+            return _error("message_not_found")
+        if not message.get("streaming"):
+            return _error("message_not_in_streaming_state")
+        message["streaming"] = False
+        message["markdown"] += args.get("markdown_text", "") or ""
+        return web.json_response({"ok": True, "channel": message["channel"], "ts": message["ts"]})
+
+    def expire_streams(self) -> None:
+        for message in self.posted:
+            if message.get("streaming"):
+                message["streaming"] = False
+
+    async def _update(self, args: dict[str, Any]) -> web.Response:
+        message = self._message(args.get("channel", ""), args.get("ts", ""))
+        if message is None:
+            return _error("message_not_found")
+        if message.get("streaming"):
+            return _error("message_is_streaming")
+        message["text"] = args.get("text", "")
+        if args.get("blocks") == []:
+            message.pop("markdown", None)  # the streamed content is replaced by the text
+        self.updates.append({"ts": message["ts"], "text": message["text"],
+                             "at": asyncio.get_running_loop().time()})  # fmt: skip
+        return web.json_response({"ok": True, "channel": message["channel"], "ts": message["ts"]})
+
+    async def _set_status(self, args: dict[str, Any]) -> web.Response:
+        self.statuses.append(dict(args))
+        return web.json_response({"ok": True})
+
+    def _listed(self, messages: list[dict[str, Any]], args: dict[str, Any]) -> web.Response:
+        if self.missing_history_scope:
+            return _error("missing_scope")
+        keep_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        start = int(args.get("cursor") or 0)
+        limit = int(args.get("limit") or 100)
+        page = messages[start : start + limit]
+        fields = ("type", "ts", "text", "user", "user_profile", "bot_id", "thread_ts")
+        shown = [
+            {k: v for k, v in m.items() if k in fields}
+            | ({"metadata": m["metadata"]} if keep_metadata and "metadata" in m else {})
+            for m in page
+        ]
+        more = start + limit < len(messages)
+        meta = {"next_cursor": str(start + limit) if more else ""}
+        return web.json_response({"ok": True, "messages": shown, "has_more": more,
+                                  "response_metadata": meta})  # fmt: skip
+
+    def _in(self, channel: Any) -> dict[str, dict[str, Any]]:
+        """Every message of `channel` by ts: those added by the test and the bot's own."""
+        found = {ts: m for (c, ts), m in self.history.items() if c == channel}
+        found.update((m["ts"], m) for m in self.posted if m["channel"] == channel)
+        return found
+
+    async def _history(self, args: dict[str, Any]) -> web.Response:
+        messages = [m for m in self._in(args.get("channel")).values() if not m.get("thread_ts")]
+        return self._listed(sorted(messages, key=lambda m: m["ts"], reverse=True), args)
+
+    async def _replies(self, args: dict[str, Any]) -> web.Response:
+        """A thread: its parent (when known), then its replies, oldest first."""
+        known, thread = self._in(args.get("channel")), str(args.get("ts"))
+        replies = sorted(
+            (m for m in known.values() if m.get("thread_ts") == thread and m["ts"] != thread),
+            key=lambda m: m["ts"],
+        )
+        parent = known.get(thread)
+        if parent is None and not replies:
+            return _error("thread_not_found")
+        return self._listed([parent, *replies] if parent else replies, args)
 
     async def _reaction_add(self, args: dict[str, Any]) -> web.Response:
         key = (args["channel"], args["timestamp"], args["name"])

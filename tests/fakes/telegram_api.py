@@ -1,6 +1,8 @@
 """A fake Telegram Bot API server: getMe, getUpdates (long polling, offsets), set/deleteWebhook,
-getWebhookInfo, sendMessage, sendChatAction, editMessageText, on `/bot{token}/{method}` like the
-real one, so python-telegram-bot talks to it through `base_url=f"{fake.url}/bot"`.
+getWebhookInfo, sendMessage, sendMessageDraft, sendChatAction, editMessageText, getFile on
+`/bot{token}/{method}` and file downloads on `/file/bot{token}/{path}` like the real one, so
+python-telegram-bot talks to it through `base_url=f"{fake.url}/bot"` and
+`base_file_url=f"{fake.url}/file/bot"`.
 
 It answers the way Telegram does where tests depend on it: a text over 4096 UTF-16 units is
 `400 message is too long`, an unknown chat `400 chat not found`, getUpdates while a webhook is set
@@ -9,11 +11,19 @@ other getUpdates request` (two pollers on one token), a wrong token `401 Unautho
 "description", "parameters"}`. Faults: `rate_limit_next` (429 retry_after), `reject_entities_next`
 (400 can't parse entities), `forbid_chat` (403, bot kicked), `fail_method` (any status, e.g.
 502), `conflict` (another poller), `stalled` (getUpdates never answers: a black-holed
-connection), plus FakeServer's `slow_next` / `drop_next` / `malformed_next`.
+connection), `hold`/`release` (a method's calls wait, in flight, until released), the
+periodic `fail_every` (every n-th call of a method refused, e.g. 502) and `drop_every` (every
+n-th request's connection closed unanswered), plus FakeServer's `slow_next` / `drop_next` /
+`malformed_next`.
 
 In-process: `fake.push(update)` queues an update (`dm()`, `group_message()`, `user()`,
-`group()` build them, with the entities Telegram would add); `fake.sent` is every message the
-bot posted; `fake.api_calls("sendMessage")` the parsed requests.
+`group()` build them, with the entities Telegram would add; `with_picture()` turns one into a
+photo or an image file served by getFile); `fake.sent` is every message the bot posted;
+`fake.api_calls("sendMessage")` the parsed requests; `fake.downloads` every file path fetched.
+Streamed answers: `fake.drafts` records every sendMessageDraft (private chats only, like
+Telegram; `drafts_supported = False` makes the method unknown, as on an older Bot API server),
+`fake.edits` every editMessageText that changed a message (an edit that changes nothing is
+`400 message is not modified`, like Telegram's).
 
 Standalone, for subprocess tests: `python -m tests.fakes.telegram_api --port N [--token T]
 [--username U]` serves on 127.0.0.1:N until killed (prints `ready http://127.0.0.1:N` on stdout).
@@ -148,6 +158,7 @@ class FakeTelegram(FakeServer):
         bot_id: int = 7000001,
         username: str = "bridge_bot",
         privacy: bool = True,
+        record: bool = True,
     ) -> None:
         self.token = token
         self.bot = user(bot_id, "Bridge", username=username, is_bot=True)
@@ -161,13 +172,25 @@ class FakeTelegram(FakeServer):
         self._polls = 0  # getUpdates calls so far: a newer one ends a waiting older one
         self.terminated = 0  # long polls ended by a newer one, 409 (two processes polling)
         self.forbidden: set[int] = set()
+        self.files: dict[str, dict[str, Any]] = {}  # file_id -> getFile's File, plus the bytes
+        self.downloads: list[str] = []  # file paths downloaded, in order
+        self.drafts: list[dict[str, Any]] = []  # every draft shown, in order
+        self.sent_at: list[float] = []  # loop time of each message in `sent`
+        self.edits: list[dict[str, Any]] = []  # every edit that changed a message
+        self.drafts_supported = True
+        self._held: dict[str, asyncio.Event] = {}  # methods answered only once released
+        self._fail_every: dict[str, tuple[int, int]] = {}  # method → (every n-th, status)
+        self._drop_every = 0  # every n-th Bot API request: connection closed unanswered
+        self._counts: dict[str, int] = {}
+        self.injected = {"failed": 0, "dropped": 0}
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
         self._arrived = asyncio.Condition()
-        super().__init__()
+        super().__init__(record=record)
 
     def setup(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._api)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         app.router.add_post("/_test/updates", self._t_updates)
         app.router.add_get("/_test/calls", self._t_calls)
         app.router.add_get("/_test/sent", self._t_sent)
@@ -196,6 +219,7 @@ class FakeTelegram(FakeServer):
         text: str,
         *,
         reply_to: dict[str, Any] | None = None,
+        quote: str | None = None,
         thread_id: int | None = None,
         entities: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
@@ -212,6 +236,8 @@ class FakeTelegram(FakeServer):
             message["entities"] = found
         if reply_to is not None:
             message["reply_to_message"] = reply_to
+        if quote is not None:  # the part of the replied-to message the user picked
+            message["quote"] = {"text": quote, "position": 0, "is_manual": True}
         if thread_id is not None:
             message["message_thread_id"] = thread_id
             message["is_topic_message"] = True
@@ -225,6 +251,43 @@ class FakeTelegram(FakeServer):
         self, chat: dict[str, Any], sender: dict[str, Any], text: str, **kwargs: Any
     ) -> dict[str, Any]:
         return self.message(chat, sender, text, **kwargs)
+
+    def with_picture(
+        self,
+        update: dict[str, Any],
+        data: bytes,
+        *,
+        document: str | None = None,
+        stated_size: int | None = None,
+    ) -> dict[str, Any]:
+        """The message of `update` turned into a photo (or, with `document` as its mime type, an
+        image sent as a file) of `data`, its text becoming the caption. `stated_size` is the size
+        Telegram states (default: the real one; 0: none stated anywhere)."""
+        file_id = f"file-{len(self.files) + 1}"
+        size = len(data) if stated_size is None else stated_size
+        path = f"{'documents' if document else 'photos'}/{file_id}.bin"
+        self.files[file_id] = {
+            "file_id": file_id, "file_unique_id": f"u{file_id}", "file_path": path, "data": data,
+            **({"file_size": size} if size else {}),
+        }  # fmt: skip
+        message = dict(update["message"])
+        caption = message.pop("text", "")
+        entities = message.pop("entities", None)
+        if caption:
+            message["caption"] = caption
+            if entities:
+                message["caption_entities"] = entities
+        stated = {"file_size": size} if size else {}
+        if document:
+            message["document"] = {"file_id": file_id, "file_unique_id": f"u{file_id}",
+                                   "file_name": "picture", "mime_type": document, **stated}  # fmt: skip
+        else:
+            message["photo"] = [
+                {"file_id": f"{file_id}-thumb", "file_unique_id": "t", "width": 90, "height": 90},
+                {"file_id": file_id, "file_unique_id": f"u{file_id}", "width": 800,
+                 "height": 600, **stated},
+            ]  # fmt: skip
+        return {**update, "message": message}
 
     def complete(self, update: dict[str, Any]) -> dict[str, Any]:
         update = dict(update)
@@ -275,6 +338,40 @@ class FakeTelegram(FakeServer):
     def forbid_chat(self, chat_id: int) -> None:
         self.forbidden.add(chat_id)
 
+    def hold(self, method: str) -> None:
+        """Receive calls of `method` but answer none until `release`: a request the test can
+        be sure is in flight."""
+        self._held.setdefault(method, asyncio.Event())
+
+    def release(self, method: str) -> None:
+        held = self._held.pop(method, None)
+        if held is not None:
+            held.set()
+
+    def fail_every(self, method: str, nth: int, status: int = 502) -> None:
+        """Refuse every `nth` call of `method` with `status`, for as long as the test runs."""
+        self._fail_every[method] = (nth, status)
+
+    def drop_every(self, nth: int) -> None:
+        """Close the connection of every `nth` Bot API request after reading it, unanswered
+        and not acted on (the client cannot know that: for it, the request may have arrived)."""
+        self._drop_every = nth
+
+    def _periodic_fault(self, request: web.Request, method: str) -> web.Response | None:
+        count = self._counts[method] = self._counts.get(method, 0) + 1
+        total = self._counts["*"] = self._counts.get("*", 0) + 1
+        if self._drop_every and total % self._drop_every == 0:
+            self.injected["dropped"] += 1
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError  # aiohttp drops the handler quietly
+        nth, status = self._fail_every.get(method, (0, 0))
+        if nth and count % nth == 0:
+            self.injected["failed"] += 1
+            error = ApiError(status, "Bad Gateway" if status == 502 else "Internal Server Error")
+            return web.json_response(error.body(), status=status)
+        return None
+
     # ------------------------------------------------------------------------- inspecting
 
     def api_calls(self, method: str | None = None) -> list[ApiCall]:
@@ -303,6 +400,11 @@ class FakeTelegram(FakeServer):
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             return web.json_response(ApiError(404, "Not Found").body(), status=404)
+        if (held := self._held.get(method)) is not None:
+            await held.wait()
+        if self._fail_every or self._drop_every:
+            if (refused := self._periodic_fault(request, method)) is not None:
+                return refused
         body = await request.read()  # already read (and cached) by the recording middleware
         call = Call(request.method, request.path, dict(request.query), dict(request.headers), body)
         params = params_of(call)
@@ -424,6 +526,7 @@ class FakeTelegram(FakeServer):
         if reply:
             message["reply_to"] = reply["message_id"]  # what the fake shows; not Telegram's shape
         self.sent.append(message)
+        self.sent_at.append(asyncio.get_running_loop().time())
         return message
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -433,13 +536,61 @@ class FakeTelegram(FakeServer):
                 params.get("message_id"),
             ):
                 self._check_text(str(params.get("text", "")), params.get("entities"))
+                entities = params.get("entities")
+                if params["text"] == message["text"] and entities == message.get("entities"):
+                    raise ApiError(
+                        400,
+                        "Bad Request: message is not modified: specified new message content "
+                        "and reply markup are exactly the same as a current content and reply "
+                        "markup of the message",
+                    )
                 message["text"] = params["text"]
+                if entities:
+                    message["entities"] = entities
+                else:
+                    message.pop("entities", None)
+                self.edits.append({"chat_id": params["chat_id"], "message_id": message["message_id"],
+                                   "text": params["text"], "entities": entities,
+                                   "at": asyncio.get_running_loop().time()})  # fmt: skip
                 return message
         raise ApiError(400, "Bad Request: message to edit not found")
+
+    async def _m_sendMessageDraft(self, params: dict[str, Any]) -> bool:
+        if not self.drafts_supported:
+            raise ApiError(404, "Not Found")
+        chat = self._chat(params)
+        if chat.get("type") != "private":
+            raise ApiError(400, "Bad Request: TEXTDRAFT_PEER_INVALID")
+        if not params.get("draft_id"):
+            raise ApiError(400, "Bad Request: draft_id must be non-zero")
+        text = str(params.get("text") or "")
+        if text:
+            self._check_text(text, params.get("entities"))
+        self.drafts.append({"chat_id": params["chat_id"], "draft_id": params["draft_id"],
+                            "text": text, "entities": params.get("entities"),
+                            "message_thread_id": params.get("message_thread_id"),
+                            "at": asyncio.get_running_loop().time()})  # fmt: skip
+        return True
 
     async def _m_sendChatAction(self, params: dict[str, Any]) -> bool:
         self._chat(params)
         return True
+
+    async def _m_getFile(self, params: dict[str, Any]) -> dict[str, Any]:
+        found = self.files.get(str(params.get("file_id")))
+        if found is None:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        return {k: v for k, v in found.items() if k != "data"}
+
+    async def _file(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.json_response(ApiError(401, "Unauthorized").body(), status=401)
+        path = request.match_info["path"]
+        for found in self.files.values():
+            if found["file_path"] == path:
+                self.downloads.append(path)
+                return web.Response(body=found["data"], content_type="application/octet-stream")
+        return web.json_response(ApiError(404, "Not Found").body(), status=404)
 
     # ------------------------------------------------------------------------- control API
 

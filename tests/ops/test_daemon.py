@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from tests.fakes.base import eventually
@@ -218,3 +219,30 @@ async def test_telegram_readiness_metrics_and_drain_through_the_daemon(tmp_path)
     log = "\n".join(running.lines())
     assert telegram.token not in log and telegram.token.split(":")[1] not in log
     assert "telegram is not ready" in log and "telegram is ready again" in log
+
+
+@pytest.mark.parametrize("command", ["run", "console"])
+@pytest.mark.parametrize("where", ["state_dir", "store.path"])
+async def test_an_unusable_state_location_is_one_line_naming_it_and_exit_1(
+    tmp_path, command, where
+):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the state directory should be")
+    if where == "state_dir":  # its parent is a file: it cannot be created
+        bridge, named = {"state_dir": str(blocker / "state")}, str(blocker / "state")
+    else:  # a directory where the database file should be
+        (tmp_path / "db").mkdir()
+        bridge, named = {"store": {"path": str(tmp_path / "db")}}, str(tmp_path / "db")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"backends": {"echo": {"type": "echo"}}, "bridge": bridge,
+                                    "http": {"port": 0}}))  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", command, "-c", str(path),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(b"hello\n"), 30)
+    lines = err.decode().splitlines()
+    assert proc.returncode == 1, err.decode()
+    assert len(lines) == 1, err.decode()  # no traceback, no "Event loop is closed"
+    assert "could not start" in lines[0] and named in lines[0]

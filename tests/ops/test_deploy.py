@@ -180,11 +180,23 @@ def test_systemd_accepts_the_unit(tmp_path):
         assert float(match.group(1)) <= 2.0, security.stdout[-2000:]
 
 
-def test_config_example_documents_every_bridge_and_http_key():
-    from bridge.config import BridgeSettings, HttpSettings, StoreConfig, load_config
+def test_config_example_documents_every_bridge_http_and_access_key():
+    from bridge.config import (
+        AccessSettings,
+        BridgeSettings,
+        Budgets,
+        DeliverySettings,
+        HttpSettings,
+        StoreConfig,
+        load_config,
+    )
 
     text = (ROOT / "config.example.yaml").read_text()
-    models = {"bridge": [BridgeSettings, StoreConfig], "http": [HttpSettings]}
+    models = {
+        "bridge": [BridgeSettings, StoreConfig, DeliverySettings],
+        "http": [HttpSettings],
+        "access": [AccessSettings, Budgets],
+    }
     for section, classes in models.items():
         block = re.search(rf"# --- section: {section} ---\n(.*?)# --- /section", text, re.S)
         assert block, section
@@ -193,3 +205,4 @@ def test_config_example_documents_every_bridge_and_http_key():
     config = load_config(ROOT / "config.example.yaml", env={})
     assert config.bridge == BridgeSettings(state_dir=config.bridge.state_dir)  # all defaults
     assert config.http == HttpSettings()
+    assert config.access == AccessSettings()

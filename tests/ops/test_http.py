@@ -80,7 +80,7 @@ async def test_health_readiness_metrics_and_webhook_on_one_port():
         page = metrics.text
         assert value(page, "botbridge_messages_total", platform="console", outcome="answered") == 1
         assert value(page, "botbridge_adapter_connected", platform="console") == 1
-        assert value(page, "botbridge_open_sessions") == 0  # echo keeps no state
+        assert value(page, "botbridge_open_sessions") == 1  # noted, for /forget and expiry
 
         hook = await client.post("/console/webhook", content=b"{}")
         assert hook.status_code == 200 and console.hooks == [b"{}"]

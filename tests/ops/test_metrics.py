@@ -40,7 +40,8 @@ async def test_traffic_shows_up_by_outcome_with_latency_samples(openai_fake, run
         assert count == 5, stage
     assert value(page, "botbridge_bridge_added_seconds_count", platform="console") == 5
     assert 0 < value(page, "botbridge_bridge_added_seconds_sum", platform="console") < 1
-    assert value(page, "botbridge_tokens_total", backend="main", direction="input") == 35
+    tokens = {"backend": "main", "route": "default", "outcome": "answered", "source": "reported"}
+    assert value(page, "botbridge_tokens_total", direction="input", **tokens) == 35
     assert value(page, "botbridge_circuit_state", backend="main") == 0
     assert value(page, "botbridge_build_info", version="0.1.0") == 1
 

@@ -1,33 +1,66 @@
 """The shared store for several processes: the same protocols as SQLite, on Redis.
 
-One client, shared by the store's parts (`journal`, `sessions`, `counters`), each in a module of
-its own; every key starts with the store's prefix. The split roles (`botbridge run --role
-ingress|worker`) also use `workqueue` (Redis Streams) and `leases` (leases with fencing tokens);
-their keys carry a Redis Cluster hash tag (`tagged`), one per partition or lease.
+One client, shared by the store's parts (`journal`, `sessions`, `counters`, `controls`), each in
+a module of its own; every key starts with the store's prefix. What expires does so by key TTL
+(seen ids, sessions, counters), so Redis itself keeps the size bounded. Each process is an owner
+with an id of its own and a lease (`lease:{owner}`) that a heartbeat renews every third of
+`lease` seconds while the store is open: the journal's pending messages belong to an owner, and
+those of an owner whose lease expired (a dead process) are taken over by the next
+`journal.pending()` of a live one. The split roles (`botbridge run
+--role ingress|worker`) also use `workqueue` (Redis Streams) and `leases` (leases with fencing
+tokens); their keys carry a Redis Cluster hash tag (`tagged`), one per partition or lease.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
+from collections.abc import Callable
+
 import redis.asyncio as aioredis
 
-from . import counters, fencing, journal, pacing, sessions, workqueue
+from .. import _forgotten
+from . import controls, counters, fencing, journal, pacing, sessions, workqueue
 from ._errors import mapped
+from .lease import Keeper, Lease
 
+DEFAULT_LEASE = 20.0
+DEFAULT_SESSION_TTL = 30 * 86400.0
 # Commands wait this long for a free connection before failing as `StoreUnavailable`.
 POOL_TIMEOUT = 20.0
 
 
 class RedisStore:
-    def __init__(self, url: str, prefix: str = "botbridge", *, connections: int = 128) -> None:
+    shared = True  # several processes: pending messages have owners
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "botbridge",
+        *,
+        lease: float = DEFAULT_LEASE,
+        session_ttl: float = DEFAULT_SESSION_TTL,
+        clock: Callable[[], float] = time.time,
+        connections: int = 128,
+    ) -> None:
         """`connections`: the most open at once. Commands beyond that wait for one (a burst of
         events must queue, not fail); a worker's partition readers each hold one while idle."""
         self._url = url
         self.prefix = prefix
+        self.lease_ttl = lease
+        self.session_ttl = session_ttl
+        self.clock = clock
         self.connections = connections
+        self.forget_secret = ""  # read at open (see _forgotten)
+        # Unique per open store, so a restarted process never mistakes its predecessor's
+        # messages for its own (they are taken over once the old lease expires).
+        self.owner = uuid.uuid4().hex
         self._redis: aioredis.Redis | None = None
+        self._keeper: Keeper | None = None
         self.journal = journal.RedisJournal(self)
         self.sessions = mapped(sessions.RedisSessions(self))
         self.counters = mapped(counters.RedisCounters(self))
+        self.controls = controls.RedisControls(self)
         self.leases = fencing.RedisLeases(self)
         self.workqueue = workqueue.RedisWorkQueue(self)
         self.pacing = pacing.RedisPacing(self)  # rate limits shared by all processes
@@ -50,13 +83,32 @@ class RedisStore:
         pool = aioredis.BlockingConnectionPool.from_url(
             self._url, decode_responses=True, max_connections=self.connections, timeout=POOL_TIMEOUT
         )
-        self._redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
-        await self._redis.ping()
+        self._redis = redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
+        try:
+            await redis.ping()
+            meta = self.key("meta")
+            await redis.hsetnx(meta, "forget-secret", _forgotten.new_secret())
+            self.forget_secret = await redis.hget(meta, "forget-secret") or ""
+            await sessions.migrate(self)
+            lease = Lease(redis, self.key("lease", self.owner), self.owner, self.lease_ttl)
+            await lease.acquire()
+        except BaseException:
+            await self.close()
+            raise
+        self._keeper = Keeper(lease)
+        self._keeper.start()
 
     async def close(self) -> None:
+        if self._keeper is not None:
+            # Released at once: what is left pending is taken over without waiting for expiry.
+            await self._keeper.stop(release=self._redis is not None)
+            self._keeper = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
 
     async def ping(self) -> None:
         await self.redis.ping()
+
+    async def compact(self) -> None:
+        return None  # Redis frees memory as keys expire or are deleted

@@ -1,51 +1,280 @@
-"""The journal on Redis: seen ids are keys with a TTL (`SET NX PX` is the atomic
-check-and-remember); pending messages are a hash plus a sorted set for their order."""
+"""The journal on Redis, shared by several processes, each pending message owned by one of them.
+
+Keys (under the store's prefix): `seen:{id}` remembers an event id for its TTL (`SET NX PX` is the
+atomic check-and-remember) and keeps the outcome once completed; `entry:{id}` is a pending
+message's hash (the stage it reached, its reply, the parts sent, and its `owner`); `owned:{owner}`
+indexes each process's pending messages by acceptance time; `owners` lists the processes that
+have some. Every process holds a lease (`lease:{owner}`) renewed by a heartbeat; `pending` takes
+over, atomically, the messages of owners whose lease expired. Every write checks the owner in the
+same script, so a process that stalled past its lease cannot write over its successor's work:
+it gets `NotOwner` and lets the message go.
+"""
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ...errors import NotOwner
+from ...journal import Entry, Outcome, Reply, SessionWrite, Stage
+from .. import _forgotten, sender_of
+from .lease import TakeOver
+
 if TYPE_CHECKING:
+    from .. import Sender
     from . import RedisStore
 
-# Seen-and-pending in one round trip, atomically: a redelivery never re-enters pending.
+# KEYS: seen, entry, my index, owners. ARGV: ttl ms, payload, now, owner, platform, id.
 _ACCEPT = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+  redis.call('HSET', KEYS[2], 'payload', ARGV[2], 'platform', ARGV[5], 'stage', 'accepted',
+             'asks', 0, 'accepted', ARGV[3], 'owner', ARGV[4], 'nsent', 0, 'sent', '')
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[6])
+  redis.call('SADD', KEYS[4], ARGV[4])
   return 1
 end
 return 0
 """
 
+# Every write below starts by checking that the entry exists and is ours (-1 otherwise).
+_MINE = "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return -1 end\n"
+
+# KEYS: entry, the session's hash, the /forget markers. ARGV: owner, backend, the session's
+# /forget tag. {asks, state or false, salt or false}: what `sessions.get` would read.
+_ASKED = (
+    _MINE
+    + """
+redis.call('HSET', KEYS[1], 'stage', 'asked')
+local asks = redis.call('HINCRBY', KEYS[1], 'asks', 1)
+return {asks, redis.call('HGET', KEYS[2], ARGV[2]), redis.call('HGET', KEYS[3], ARGV[3])}
+"""
+)
+
+# ARGV: owner, reply, session ('' for none), sending ('' for none).
+_ANSWERED = (
+    _MINE
+    + """
+redis.call('HSET', KEYS[1], 'stage', 'answered', 'reply', ARGV[2], 'session', ARGV[3],
+           'sending', ARGV[4], 'nsent', 0, 'sent', '')
+return 1
+"""
+)
+
+# ARGV: owner, part, sending ('' to clear).
+_SENDING = (
+    _MINE
+    + """
+if tonumber(redis.call('HGET', KEYS[1], 'nsent')) ~= tonumber(ARGV[2]) then return -2 end
+redis.call('HSET', KEYS[1], 'sending', ARGV[3])
+return 1
+"""
+)
+
+# ARGV: owner, part, message id, now (the next part's "sending").
+_SENT = (
+    _MINE
+    + """
+local n = tonumber(redis.call('HGET', KEYS[1], 'nsent'))
+if n ~= tonumber(ARGV[2]) then return -2 end
+local sent = redis.call('HGET', KEYS[1], 'sent')
+if n > 0 then sent = sent .. '\\n' end
+redis.call('HSET', KEYS[1], 'sent', sent .. ARGV[3], 'nsent', n + 1, 'sending', ARGV[4])
+return 1
+"""
+)
+
+# KEYS: entry, seen, my index. ARGV: owner, outcome, id.
+_COMPLETE = (
+    _MINE
+    + """
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'XX', 'KEEPTTL')
+return 1
+"""
+)
+
 
 class RedisJournal:
     def __init__(self, store: RedisStore) -> None:
         self._store = store
-        self._accept: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._take_over: TakeOver | None = None
+
+    def _script(self, name: str, source: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self._store.redis.register_script(source)
+        return script
+
+    async def _run(self, name: str, source: str, keys: list[str], *args: Any) -> int:
+        store = self._store
+        result = await self._script(name, source)(
+            keys=keys, args=[store.owner, *args], client=store.redis
+        )
+        return int(result)
+
+    def _entry_key(self, event_id: str) -> str:
+        return self._store.key("entry", event_id)
+
+    async def _write(self, name: str, source: str, event_id: str, *args: Any) -> int:
+        result = await self._run(name, source, [self._entry_key(event_id)], *args)
+        if result < 0:
+            raise NotOwner(f"{event_id} is not pending here (taken over, or at another stage)")
+        return result
 
     async def accept(self, event_id: str, payload: Mapping[str, Any], ttl: float) -> bool:
         store = self._store
-        if self._accept is None:
-            self._accept = store.redis.register_script(_ACCEPT)
-        keys = [store.key("seen", event_id), store.key("pending"), store.key("pending-order")]
-        args = [max(1, int(ttl * 1000)), event_id, json.dumps(dict(payload)), time.time()]
-        return bool(await self._accept(keys=keys, args=args, client=store.redis))
+        keys = [
+            store.key("seen", event_id),
+            self._entry_key(event_id),
+            store.key("owned", store.owner),
+            store.key("owners"),
+        ]
+        args = [
+            max(1, int(ttl * 1000)),
+            json.dumps(dict(payload)),
+            store.clock(),
+            store.owner,
+            str(payload.get("platform", "")),
+            event_id,
+        ]
+        result = await self._script("accept", _ACCEPT)(keys=keys, args=args, client=store.redis)
+        return bool(result)
 
-    async def complete(self, event_id: str) -> None:
+    async def asked(
+        self, event_id: str, session_key: str, backend: str
+    ) -> tuple[int, dict[str, Any]]:
         store = self._store
-        async with store.redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(store.key("pending"), event_id)
-            pipe.zrem(store.key("pending-order"), event_id)
-            await pipe.execute()
+        session = store.key("session", session_key)
+        keys = [self._entry_key(event_id), session, store.key("forgotten")]
+        tag = _forgotten.tag(store.forget_secret, session_key)
+        result = await self._script("asked", _ASKED)(
+            keys=keys, args=[store.owner, backend, tag], client=store.redis
+        )
+        if not isinstance(result, list):
+            raise NotOwner(f"{event_id} is not pending here (taken over, or at another stage)")
+        asks, state, salt = [*result, None, None][:3]
+        if state:
+            return int(asks), json.loads(state)
+        return int(asks), {"salt": salt} if salt else {}
 
-    async def pending(self) -> list[Mapping[str, Any]]:
+    async def answered(
+        self, event_id: str, reply: Reply, session: SessionWrite | None = None
+    ) -> float | None:
+        sending = self._store.clock() if reply.parts else None
+        await self._write(
+            "answered",
+            _ANSWERED,
+            event_id,
+            json.dumps(reply.to_dict()),
+            json.dumps(session.to_dict()) if session else "",
+            "" if sending is None else repr(sending),
+        )
+        return sending
+
+    async def sending(self, event_id: str, part: int, at: float | None) -> None:
+        await self._write("sending", _SENDING, event_id, part, "" if at is None else repr(at))
+
+    async def sent(self, event_id: str, part: int, message_id: str) -> float:
+        now = self._store.clock()
+        await self._write("sent", _SENT, event_id, part, message_id, repr(now))
+        return now
+
+    async def complete(self, event_id: str, outcome: Outcome) -> None:
         store = self._store
-        ids = await store.redis.zrange(store.key("pending-order"), 0, -1)
+        keys = [
+            self._entry_key(event_id),
+            store.key("seen", event_id),
+            store.key("owned", store.owner),
+        ]
+        if await self._run("complete", _COMPLETE, keys, str(outcome), event_id) < 0:
+            raise NotOwner(f"{event_id} is not pending here (taken over by another process)")
+
+    async def pending(self, platforms: Collection[str] | None = None) -> list[Entry]:
+        """Take over the pending messages (of `platforms`) whose owner's lease expired, and
+        return them oldest first. This process's own are never returned: they are in its lanes."""
+        store = self._store
+        if self._take_over is None:
+            self._take_over = TakeOver(
+                store.redis,
+                holders=store.key("owners"),
+                index_prefix=store.key("owned", ""),
+                lease_prefix=store.key("lease", ""),
+                item_prefix=store.key("entry", ""),
+                filter_field="platform",
+            )
+        ids = await self._take_over(store.owner, None if platforms is None else sorted(platforms))
         if not ids:
             return []
-        values = await store.redis.hmget(store.key("pending"), ids)
-        return [json.loads(value) for value in values if value is not None]
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for event_id in ids:
+                pipe.hgetall(self._entry_key(event_id))
+            found = await pipe.execute()
+        entries = [_entry(i, h) for i, h in zip(ids, found, strict=True) if h]
+        return sorted(entries, key=lambda e: e.accepted)
+
+    async def forget(self, senders: Sequence[Sender], keep: str | None = None) -> int:
+        """Pending messages of every process are looked at (they are few: under way, or left by
+        a crash); each one dropped ends as `forgotten`, its event id kept for deduplication."""
+        store, redis = self._store, self._store.redis
+        owners = await redis.smembers(store.key("owners"))
+        async with redis.pipeline(transaction=False) as pipe:
+            for owner in owners:
+                pipe.zrange(store.key("owned", owner), 0, -1)
+            ids = [event for found in await pipe.execute() for event in found]
+        limit = None
+        if keep:
+            limit = float(await redis.hget(self._entry_key(keep), "accepted") or "inf")
+        async with redis.pipeline(transaction=False) as pipe:
+            for event_id in ids:
+                pipe.hmget(self._entry_key(event_id), ["payload", "accepted", "owner"])
+            fields = await pipe.execute()
+        wanted = set(senders)
+        drop = [
+            (event_id, owner)
+            for event_id, (payload, accepted, owner) in zip(ids, fields, strict=True)
+            if payload is not None and event_id != keep
+            and (limit is None or float(accepted or 0) <= limit)
+            and sender_of(json.loads(payload)) in wanted
+        ]  # fmt: skip
+        if drop:
+            async with redis.pipeline(transaction=True) as pipe:
+                for event_id, owner in drop:
+                    pipe.delete(self._entry_key(event_id))
+                    pipe.zrem(store.key("owned", owner), event_id)
+                    seen = store.key("seen", event_id)
+                    pipe.set(seen, str(Outcome.FORGOTTEN), xx=True, keepttl=True)
+                await pipe.execute()
+        return len(drop)
+
+    async def purge(self, now: float) -> int:
+        return 0  # seen ids expire by their own TTL
+
+    async def outcome(self, event_id: str) -> str | None:
+        """How a completed message ended (None while pending or unknown); for tests and tools."""
+        value = await self._store.redis.get(self._store.key("seen", event_id))
+        return None if value in (None, "1") else str(value)
+
+
+def _entry(event_id: str, fields: Mapping[str, str]) -> Entry:
+    try:
+        reply = fields.get("reply")
+        session = fields.get("session")
+        sending = fields.get("sending")
+        sent = fields.get("sent") or ""
+        return Entry(
+            event_id=event_id,
+            payload=json.loads(fields["payload"]),
+            stage=Stage(fields.get("stage") or "accepted"),
+            asks=int(fields.get("asks") or 0),
+            reply=Reply.from_dict(json.loads(reply)) if reply else None,
+            session=SessionWrite.from_dict(json.loads(session)) if session else None,
+            sent=tuple(sent.split("\n")) if int(fields.get("nsent") or 0) else (),
+            sending=float(sending) if sending else None,
+            accepted=float(fields.get("accepted") or 0),
+            owner=fields.get("owner", ""),
+        )
+    except (ValueError, KeyError, TypeError):  # the router completes it as unreadable
+        return Entry(event_id=event_id, payload={}, owner=fields.get("owner", ""))

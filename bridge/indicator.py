@@ -1,0 +1,81 @@
+"""The "working on it" signal (Telegram's typing…, Discord's typing) refreshed while an answer is
+prepared, stopped by a flag and never cancelled mid-request.
+
+Cancelling a pooled HTTP request can leave its connection stuck in the pool for good (httpcore's
+pool under contention: encode/httpcore#1093); enough such leaks and every later request of that
+client fails with a pool timeout. So the refresh loop is told to stop and finishes the request
+it has in flight; the adapter owns the leftover tasks and awaits them when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from .logs import brief
+
+log = logging.getLogger("bridge.indicator")
+
+# A signal: send it once; False means "stop trying" (the chat refuses us).
+Signal = Callable[[], Awaitable[bool]]
+
+
+class Indicators:
+    """Every working signal of one adapter: `showing` while an answer is prepared, `aclose` at
+    the adapter's stop."""
+
+    def __init__(self, interval: float, *, grace: float = 1.0, stop_timeout: float = 10.0) -> None:
+        self._interval = interval  # seconds between refreshes
+        # On leaving `showing`: how long to let a signal in flight finish before the answer is
+        # posted (one sent after the answer would show "typing" again under it).
+        self._grace = grace
+        self._stop_timeout = stop_timeout
+        self._running: dict[asyncio.Task[None], asyncio.Event] = {}
+
+    @property
+    def running(self) -> int:
+        """Refresh loops not yet finished (those left over included)."""
+        return len(self._running)
+
+    @asynccontextmanager
+    async def showing(self, signal: Signal, name: str) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(self._refresh(signal, stop), name=name)
+        self._running[task] = stop
+        task.add_done_callback(self._finished)
+        try:
+            yield
+        finally:
+            stop.set()
+            if not task.done():
+                await asyncio.wait({task}, timeout=self._grace)  # never cancels it
+
+    async def _refresh(self, signal: Signal, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if not await signal():
+                return
+            try:
+                async with asyncio.timeout(self._interval):
+                    await stop.wait()
+            except TimeoutError:
+                pass  # time for the next refresh
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("working signal %s failed: %s", task.get_name(), brief(task.exception()))
+
+    async def aclose(self) -> None:
+        """Stop every refresh and wait for the signals still in flight; only a signal that
+        outlasts `stop_timeout` (its HTTP timeouts should end it long before) is cancelled."""
+        tasks = list(self._running)
+        for stop in self._running.values():
+            stop.set()
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=self._stop_timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
