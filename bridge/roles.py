@@ -151,13 +151,15 @@ class WorkerRole(AllRole):
     def __init__(self, config: Config, store: Any, metrics: Metrics, holder: str) -> None:
         self._config = config
         self._queue = store.workqueue
+        self._claimed = store.claimed
         self.consumer = Consumer(
             store.workqueue,
+            store.claimed,
             store.leases,
             holder=holder,
             partitions=config.bridge.store.partitions,
             ttl=config.bridge.claim_idle,
-            window=4 * config.bridge.max_in_flight,
+            window=max(64, 2 * config.bridge.max_in_flight),
             metrics=metrics,
         )
 
@@ -165,7 +167,7 @@ class WorkerRole(AllRole):
         return None
 
     def store(self, store: Store) -> Store:
-        return _WorkerStore(store, ClaimedJournal(self.consumer))
+        return _WorkerStore(store, ClaimedJournal(self.consumer, self._claimed))
 
     def outbox(self, outbox: Outbox) -> Outbox:
         return _GuardedOutbox(outbox, self.consumer)
@@ -248,9 +250,12 @@ class _GuardedOutbox:
     def limits(self, platform: str) -> Any:
         return self._outbox.limits(platform)
 
-    async def send(self, outbound: Any) -> None:
+    async def send(self, outbound: Any) -> str:
         self._consumer.guard(outbound)
-        await self._outbox.send(outbound)
+        return await self._outbox.send(outbound)
+
+    def dedup_window(self, platform: str) -> float:
+        return self._outbox.dedup_window(platform)
 
     def working(self, inbound: Any) -> AbstractAsyncContextManager[None]:
         # Entered just before the backend call: a message no longer ours is not asked about.

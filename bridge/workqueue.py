@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from .errors import NotOwner, StoreUnavailable
+from .journal import Entry, Outcome, Reply, SessionWrite
 from .leases import LeaseStore, Partitions
 from .metrics import Metrics
-from .types import Inbound, Outbound
+from .types import ChatKind, Inbound, Outbound
 
 log = logging.getLogger("bridge.workqueue")
 
@@ -38,7 +39,6 @@ class WorkItem:
     partition: int
     entry_id: str  # the stream entry's id
     event_id: str  # the journal's id (platform, workspace, platform event id)
-    payload: Mapping[str, Any]  # the `Inbound`, as accepted
 
 
 def partition_of(session_key: str, partitions: int) -> int:
@@ -60,13 +60,24 @@ class QueueStore(Protocol):
 
     async def claim(self, partition: int, consumer: str) -> list[WorkItem]: ...
 
-    async def complete(self, partition: int, token: int, entry_id: str) -> bool: ...
+
+class ClaimedStore(Protocol):
+    """The store's journal of claimed messages (`ClaimedRedisJournal`): the journal's writes,
+    plus taking entries over under a fencing token."""
+
+    async def own(
+        self, partition: int, token: int, owner: str, event_ids: Sequence[str]
+    ) -> list[Entry] | None: ...
+
+    def claim(self, event_id: str, partition: int, owner: str, stream_entry: str) -> None: ...
+
+    def release(self, event_id: str) -> None: ...
 
 
 class Taker(Protocol):
     """The router, as the worker feeds it."""
 
-    def take(self, inbound: Inbound, event_id: str) -> asyncio.Future[None]: ...
+    def take(self, entry: Entry, inbound: Inbound) -> asyncio.Future[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +92,7 @@ class Consumer:
     def __init__(
         self,
         queue: QueueStore,
+        journal: ClaimedStore,
         leases: LeaseStore,
         *,
         holder: str,
@@ -90,6 +102,7 @@ class Consumer:
         metrics: Metrics,
     ) -> None:
         self._queue = queue
+        self._journal = journal
         self._metrics = metrics
         self.holder = holder
         self.partitions = Partitions(
@@ -162,14 +175,15 @@ class Consumer:
                     self._metrics.taken_over.inc(len(fresh))
                     count = len(fresh)
                     log.info("partition %d: claimed %d unfinished message(s)", partition, count)
-                for item in fresh:
-                    await self._submit(item, token)
+                await self._submit(fresh, partition, token)
                 failures = 0
                 while self.partitions.valid(partition, token):
                     room = await self._window.room()
                     count = min(room, READ_BATCH)
-                    for item in await self._queue.read(partition, self.holder, count, READ_BLOCK):
-                        await self._submit(item, token)
+                    found = await self._queue.read(partition, self.holder, count, READ_BLOCK)
+                    await self._submit(found, partition, token)
+            except NotOwner:
+                return  # the partition moved on: the heartbeat notices and stops this reader
             except StoreUnavailable as exc:
                 wait = _BACKOFF[min(failures, len(_BACKOFF) - 1)]
                 level = logging.WARNING if failures == 0 else logging.DEBUG
@@ -177,28 +191,37 @@ class Consumer:
                 failures += 1
                 await asyncio.sleep(wait)
 
-    async def _submit(self, item: WorkItem, token: int) -> None:
+    async def _submit(self, items: Sequence[WorkItem], partition: int, token: int) -> None:
+        """Make `items` this worker's in the journal (fenced), then queue each in its lane."""
+        owner = f"{self.holder}:{token}"
+        entries = await self._journal.own(partition, token, owner, [i.event_id for i in items])
+        if entries is None:
+            raise NotOwner(f"partition {partition}: lease {token} moved on")
         taker = self._taker
         assert taker is not None
-        try:
-            inbound = Inbound.from_dict(item.payload)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.error(
-                "partition %d: entry %s unreadable, dropped: %r", item.partition, item.entry_id, exc
-            )
-            await self._queue.complete(item.partition, token, item.entry_id)
-            return
-        claim = Claim(item, token)
-        self._claims[item.event_id] = claim
-        self._entries.add((item.partition, item.entry_id))
-        self._busy[item.partition] = self._busy.get(item.partition, 0) + 1
-        self._window.add()
-        taker.take(inbound, item.event_id).add_done_callback(lambda _: self._ended(claim))
+        for item, entry in zip(items, entries, strict=True):
+            claim = Claim(item, token)
+            self._claims[item.event_id] = claim
+            self._entries.add((item.partition, item.entry_id))
+            self._busy[item.partition] = self._busy.get(item.partition, 0) + 1
+            self._window.add()
+            self._journal.claim(item.event_id, partition, owner, item.entry_id)
+            try:
+                inbound = entry.inbound()
+            except (KeyError, TypeError, ValueError):
+                inbound = None
+            if inbound is None:  # the router completes what it cannot read back
+                inbound = Inbound(
+                    platform=entry.platform, chat_id="", sender_id="", text="", kind=ChatKind.DM,
+                    event_id=item.event_id,
+                )  # fmt: skip
+            taker.take(entry, inbound).add_done_callback(lambda _, c=claim: self._ended(c))
 
     def _ended(self, claim: Claim) -> None:
         item = claim.item
         if self._claims.get(item.event_id) is claim:
             del self._claims[item.event_id]
+            self._journal.release(item.event_id)
         self._entries.discard((item.partition, item.entry_id))
         self._busy[item.partition] -= 1
         if not self._busy[item.partition]:
@@ -223,28 +246,6 @@ class Consumer:
         partition under the token it was claimed with, with time left on the lease."""
         self.live(outbound.event_id)
 
-    async def complete(self, event_id: str) -> None:
-        """Acknowledge the message (XACK) while its partition is still ours; otherwise leave it
-        unacknowledged for the partition's next holder. Waits out a Redis outage meanwhile."""
-        failures = 0
-        while True:
-            try:
-                claim = self.live(event_id)
-            except NotOwner as exc:
-                log.warning("%s: not acknowledged, left to the next holder (%s)", event_id, exc)
-                return
-            item = claim.item
-            try:
-                done = await self._queue.complete(item.partition, claim.token, item.entry_id)
-            except StoreUnavailable as exc:
-                wait = _BACKOFF[min(failures, len(_BACKOFF) - 1)]
-                failures += 1
-                log.warning("%s: acknowledgement waits for Redis (%s)", event_id, exc)
-                await asyncio.sleep(wait)
-                continue
-            if not done:
-                log.warning("%s: fenced off (partition %d moved on)", event_id, item.partition)
-            return
 
 
 async def patiently(call: Callable[[], Awaitable[Result]], what: str) -> Result:
@@ -262,19 +263,57 @@ async def patiently(call: Callable[[], Awaitable[Result]], what: str) -> Result:
 
 class ClaimedJournal:
     """The journal as a worker's router sees it: messages arrive accepted (by ingress) from the
-    work queue, not from `pending()`, and `complete` is the fenced acknowledgement."""
+    work queue, not from `pending()`; every write first checks, here, that this worker still
+    holds the message's partition with time left on the lease (a stale holder stops before
+    Redis is even asked), then goes to the store, which checks the owner; a Redis outage is
+    waited out while the claim lasts."""
 
-    def __init__(self, consumer: Consumer) -> None:
+    def __init__(self, consumer: Consumer, store: Any) -> None:
         self._consumer = consumer
+        self._store = store
+
+    async def _write(self, event_id: str, name: str, *args: Any) -> Any:
+        failures = 0
+        while True:
+            self._consumer.live(event_id)  # NotOwner once the claim is over
+            try:
+                return await getattr(self._store, name)(event_id, *args)
+            except StoreUnavailable as exc:
+                if failures == 0:
+                    log.warning("%s: %s waits for Redis (%s)", event_id, name, exc)
+                await asyncio.sleep(_BACKOFF[min(failures, len(_BACKOFF) - 1)])
+                failures += 1
 
     async def accept(self, event_id: str, payload: Mapping[str, Any], ttl: float) -> bool:
         raise NotOwner("a worker accepts nothing: ingress processes do")
 
-    async def complete(self, event_id: str) -> None:
-        await self._consumer.complete(event_id)
+    async def asked(
+        self, event_id: str, session_key: str, backend: str
+    ) -> tuple[int, dict[str, Any]]:
+        return await self._write(event_id, "asked", session_key, backend)
 
-    async def pending(self) -> list[Mapping[str, Any]]:
-        return []  # a worker's unfinished messages are claimed from the queue's streams
+    async def answered(
+        self, event_id: str, reply: Reply, session: SessionWrite | None = None
+    ) -> float | None:
+        return await self._write(event_id, "answered", reply, session)
+
+    async def sending(self, event_id: str, part: int, at: float | None) -> None:
+        await self._write(event_id, "sending", part, at)
+
+    async def sent(self, event_id: str, part: int, message_id: str) -> float:
+        return await self._write(event_id, "sent", part, message_id)
+
+    async def complete(self, event_id: str, outcome: Outcome) -> None:
+        await self._write(event_id, "complete", outcome)
+
+    async def pending(self, platforms: Collection[str] | None = None) -> list[Entry]:
+        return []  # a worker's unfinished messages are claimed from the partitions' streams
+
+    async def forget(self, senders: Sequence[Any], keep: str | None = None) -> int:
+        return await self._store.forget(senders, keep)
+
+    async def purge(self, now: float) -> int:
+        return await self._store.purge(now)
 
 
 class _Window:

@@ -5,6 +5,7 @@ elected poller, replaced when it dies or stalls."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 from bridge.errors import StoreUnavailable
 from bridge.leases import Election, Partitions
@@ -127,6 +128,8 @@ class CutOff:
 
     def __getattr__(self, name):
         method = getattr(self._leases, name)
+        if not inspect.iscoroutinefunction(method):
+            return method
 
         async def call(*args, **kwargs):
             if self.cut:

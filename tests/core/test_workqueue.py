@@ -12,10 +12,13 @@ import pytest
 from bridge.config import parse_config
 from bridge.errors import ConfigError, NotOwner, StoreUnavailable
 from bridge.intake import Intake
+from bridge.journal import Entry, Outcome, Stage
 from bridge.metrics import Metrics
 from bridge.roles import check_layout
+from bridge.store.redis._errors import mapped
+from bridge.store.redis.claimed import ClaimedRedisJournal
 from bridge.types import ChatKind, Inbound, Outbound
-from bridge.workqueue import Consumer, partition_of
+from bridge.workqueue import ClaimedJournal, Consumer, partition_of
 from tests.core.test_leases import CutOff
 from tests.fakes.base import eventually
 from tests.fakes.redis_server import scoped_store
@@ -42,22 +45,41 @@ class Router:
     """Stands in for the router: records what it is given; the test ends each turn."""
 
     def __init__(self) -> None:
-        self.taken: list[tuple[str, str, asyncio.Future[None]]] = []
+        self.taken: list[tuple[Entry, str, asyncio.Future[None]]] = []
 
-    def take(self, inbound: Inbound, event_id: str) -> asyncio.Future[None]:
+    def take(self, entry: Entry, inbound: Inbound) -> asyncio.Future[None]:
         done = asyncio.get_running_loop().create_future()
-        self.taken.append((event_id, inbound.text, done))
+        self.taken.append((entry, inbound.text, done))
         return done
 
     def texts(self) -> list[str]:
         return [text for _, text, _ in self.taken]
 
+    def events(self) -> list[str]:
+        return [entry.event_id for entry, _, _ in self.taken]
 
-def consumer(queue, leases, holder: str, metrics: Metrics | None = None) -> Consumer:
-    return Consumer(
-        queue, leases, holder=holder, partitions=2, ttl=1.0, window=16,
-        metrics=metrics or Metrics(),
-    )  # fmt: skip
+
+class Worker:
+    """One worker process's part of the queue: its consumer, its journal, its router."""
+
+    def __init__(self, store, holder: str, *, cut: bool = False) -> None:
+        wrap = CutOff if cut else (lambda part: part)
+        self.queue = wrap(store.workqueue)
+        self.leases = wrap(store.leases)
+        self.store_journal = wrap(mapped(ClaimedRedisJournal(store)))
+        self.consumer = Consumer(
+            self.queue, self.store_journal, self.leases, holder=holder, partitions=2, ttl=1.0,
+            window=16, metrics=Metrics(),
+        )  # fmt: skip
+        self.journal = ClaimedJournal(self.consumer, self.store_journal)
+        self.router = Router()
+
+    def cut(self, off: bool) -> None:
+        for part in (self.queue, self.leases, self.store_journal):
+            part.cut = off
+
+    async def answered(self, event: str) -> None:
+        await self.journal.complete(event, Outcome.ANSWERED)
 
 
 async def test_a_redelivery_is_dropped_and_each_session_always_lands_on_one_partition():
@@ -87,63 +109,71 @@ async def test_the_next_holder_answers_what_a_cut_off_worker_left_in_order_befor
         for i in range(3):
             await intake.handle(dm("alice", f"question {i}", f"a{i}"))
 
-        queue_a, leases_a = CutOff(store.workqueue), CutOff(store.leases)
-        first, first_router = consumer(queue_a, leases_a, "worker-a"), Router()
-        first.start(first_router)
-        second, second_router = consumer(store.workqueue, store.leases, "worker-b"), Router()
+        first, second = Worker(store, "worker-a", cut=True), Worker(store, "worker-b")
+        first.consumer.start(first.router)
         try:
-            await eventually(lambda: len(first_router.taken) == 3, 10)
-            assert first_router.texts() == ["question 0", "question 1", "question 2"]
-            event, _, done = first_router.taken[0]
-            await first.complete(event)  # question 0 answered and acknowledged
+            await eventually(lambda: len(first.router.taken) == 3, 10)
+            assert first.router.texts() == ["question 0", "question 1", "question 2"]
+            entry, _, done = first.router.taken[0]
+            assert entry.stage is Stage.ACCEPTED and entry.asks == 0
+            await first.answered(entry.event_id)  # question 0 answered and acknowledged
             done.set_result(None)
+            asked = first.router.events()[1]
+            await first.journal.asked(asked, "wx:dm:cl.alice", "main")  # question 1 is asked
 
-            # Worker A is cut off from Redis while answering question 1.
-            queue_a.cut = leases_a.cut = True
-            second.start(second_router)
+            # Worker A is cut off from Redis while the backend answers question 1.
+            first.cut(True)
+            second.consumer.start(second.router)
             await intake.handle(dm("alice", "question 3", "a3"))  # arrives meanwhile
-            await eventually(lambda: len(second_router.taken) == 3, 15)
-            # B first claims what A left unacknowledged, then reads the new message.
-            assert second_router.texts() == ["question 1", "question 2", "question 3"]
+            await eventually(lambda: len(second.router.taken) == 3, 15)
+            # B first claims what A left unacknowledged (at its stage), then reads the new one.
+            assert second.router.texts() == ["question 1", "question 2", "question 3"]
+            assert [e.asks for e, _, _ in second.router.taken] == [1, 0, 0]
 
-            # A wakes up: its lease is gone, so it may neither post nor acknowledge.
-            stale = first_router.taken[1][0]
-            reply = Outbound(platform="console", chat_id="alice", parts=("late",), event_id=stale)
+            # A wakes up: its lease is gone, so it may neither post nor write the journal...
+            reply = Outbound(platform="console", chat_id="alice", text="late", event_id=asked)
             with pytest.raises(NotOwner):
-                first.guard(reply)
-            queue_a.cut = leases_a.cut = False
-            await first.complete(stale)  # leaves it to B
-            for event, _, done in second_router.taken:
-                second.guard(Outbound(platform="console", chat_id="alice", parts=("x",), event_id=event))
-                await second.complete(event)
+                first.consumer.guard(reply)
+            first.cut(False)
+            with pytest.raises(NotOwner):
+                await first.answered(asked)
+            # ...and even a write that skipped the local check is refused by Redis: B owns it.
+            with pytest.raises(NotOwner):
+                await first.store_journal.complete(asked, Outcome.ANSWERED)
+            for entry, _, done in second.router.taken:
+                second.consumer.guard(
+                    Outbound(platform="console", chat_id="alice", text="x", event_id=entry.event_id)
+                )
+                await second.answered(entry.event_id)
                 done.set_result(None)
             partition = partition_of("wx:dm:cl.alice", 2)
             assert await store.workqueue.backlog(partition) == 0
+            assert await store.redis.exists(store.tagged(f"p{partition}", "entry", asked)) == 0
         finally:
             for worker in (first, second):
-                await worker.stop()
+                await worker.consumer.stop()
 
 
 async def test_a_redis_outage_pauses_the_worker_and_loses_nothing():
     async with scoped_store() as store:
         intake = Intake(store.workqueue, config().bridge, Metrics())
-        queue = CutOff(store.workqueue)
-        worker, router = consumer(queue, store.leases, "worker-a"), Router()
-        worker.start(router)
+        worker = Worker(store, "worker-a", cut=True)
+        worker.consumer.start(worker.router)
         try:
             await intake.handle(dm("bob", "before", "b0"))
-            await eventually(lambda: len(router.taken) == 1, 10)
-            queue.cut = True  # reads and acknowledgements fail from now on
-            acknowledging = asyncio.create_task(worker.complete(router.taken[0][0]))
+            await eventually(lambda: len(worker.router.taken) == 1, 10)
+            worker.queue.cut = worker.store_journal.cut = True  # reads and journal writes fail
+            event = worker.router.events()[0]
+            acknowledging = asyncio.create_task(worker.answered(event))
             await intake.handle(dm("bob", "during", "b1"))  # ingress still reaches Redis
             with pytest.raises(StoreUnavailable):
-                await queue.backlog(0)
-            queue.cut = False  # Redis is back
+                await worker.queue.backlog(0)
+            worker.queue.cut = worker.store_journal.cut = False  # Redis is back
             await acknowledging
-            router.taken[0][2].set_result(None)
-            await eventually(lambda: router.texts() == ["before", "during"], 10)
+            worker.router.taken[0][2].set_result(None)
+            await eventually(lambda: worker.router.texts() == ["before", "during"], 10)
         finally:
-            await worker.stop()
+            await worker.consumer.stop()
 
 
 async def test_a_burst_of_events_larger_than_the_connection_pool_is_accepted_whole():

@@ -68,8 +68,9 @@ async def test_every_line_is_answered_once_and_in_order_by_one_ingress_and_three
         async with shared_by_three(tmp_path, config) as workers:
             said = await talk(telegram, SESSIONS, PER_SESSION)
             await telegram.wait_for(lambda _: len(telegram.arrived) >= said, 120 if FULL else 60)
-            for worker in workers:  # each worker did a share of the work
-                assert any("answered" in line for line in worker.lines()), worker.lines()[-20:]
+            # The work was shared (a worker may hold only partitions no session here hashes to).
+            busy = [w for w in workers if any("answered" in line for line in w.lines())]
+            assert len(busy) >= 2, [w.lines()[-10:] for w in workers]
         found = answers(telegram)
         assert sum(len(n) for n in found.values()) == said
         assert repeats(found) == 0 and out_of_order(found) == []
@@ -149,7 +150,7 @@ async def test_a_worker_paused_past_its_lease_posts_nothing_stale_when_it_wakes(
             # Awake, the paused worker gets its late LLM answer; its lease is gone, so it does
             # not post it. Proof: it says so, and nothing more reaches the chat.
             await paused.ready(True, 30)
-            stale = "left to the next holder"
+            stale = "left to its new owner"
             await _eventually_logged(paused, stale, 30)
             await talk(telegram, 1, 1, start=2)
             await telegram.wait_for(lambda _: len(telegram.arrived) >= 3, 30)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 
 from .. import _forgotten
-from . import controls, counters, fencing, journal, pacing, sessions, workqueue
+from . import claimed, controls, counters, fencing, journal, pacing, sessions, workqueue
 from ._errors import mapped
 from .lease import Keeper, Lease
 
@@ -63,6 +63,7 @@ class RedisStore:
         self.controls = controls.RedisControls(self)
         self.leases = fencing.RedisLeases(self)
         self.workqueue = workqueue.RedisWorkQueue(self)
+        self.claimed = mapped(claimed.ClaimedRedisJournal(self))  # the split roles' journal
         self.pacing = pacing.RedisPacing(self)  # rate limits shared by all processes
 
     @property

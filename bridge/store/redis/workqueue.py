@@ -1,17 +1,18 @@
 """The work queue on Redis Streams: one stream per partition, read by the consumer group `workers`.
 
-Ingress `submit`s a message: one script remembers its event id (dedup, with a TTL) and appends it
-to its partition's stream, so an accepted message is always on the queue and a redelivery never
-is. The partition's holder reads new entries (XREADGROUP), takes over what an earlier holder left
-unacknowledged (XAUTOCLAIM), and `complete`s an entry only while its fencing token is the
-partition's latest: the acknowledgement (XACK) and the entry's removal happen in the same script
-as that check, so a holder that lost the partition can no longer acknowledge anything. Every key
-of a partition carries the hash tag `{pN}` (Redis Cluster: one slot per partition).
+Ingress `submit`s a message: one script remembers its event id (dedup, with a TTL), creates its
+journal entry and appends it to its partition's stream, so an accepted message is always on the
+queue and a redelivery never is. The partition's holder reads new entries (XREADGROUP) and takes
+over what an earlier holder left unacknowledged (XAUTOCLAIM); the journal of claimed messages
+(`claimed.py`) makes them its own under its fencing token and acknowledges each when it is
+completed. Every key of a partition carries the hash tag `{pN}` (Redis Cluster: one slot per
+partition).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,22 +28,16 @@ if TYPE_CHECKING:
 GROUP = "workers"
 _CLAIM_PAGE = 100
 
-# KEYS: seen, stream. ARGV: ttl ms, event id, payload. The entry's id, or nil for a redelivery.
+# KEYS: seen, entry, stream. ARGV: ttl ms, event id, payload, now, platform. The stream entry's
+# id, or nil for a redelivery. The journal entry (stage accepted, no owner yet) lives in the
+# partition's slot; the stream names it.
 _SUBMIT = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  return redis.call('XADD', KEYS[2], '*', 'event', ARGV[2], 'payload', ARGV[3])
+  redis.call('HSET', KEYS[2], 'payload', ARGV[3], 'platform', ARGV[5], 'stage', 'accepted',
+             'asks', 0, 'accepted', ARGV[4], 'owner', '', 'nsent', 0, 'sent', '')
+  return redis.call('XADD', KEYS[3], '*', 'event', ARGV[2])
 end
 return false
-"""
-
-# KEYS: fence, stream. ARGV: token, group, entry id. 1 acknowledged and removed, 0 fenced off.
-_COMPLETE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
-redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-redis.call('XDEL', KEYS[2], ARGV[3])
-return 1
 """
 
 # KEYS: layout. ARGV: partitions. The number of partitions the queue was laid out with.
@@ -74,8 +69,13 @@ class RedisWorkQueue:
         self, partition: int, event_id: str, payload: Mapping[str, Any], ttl: float
     ) -> bool:
         """Accept a message: False if its event id was seen before (a redelivery)."""
-        keys = [self._store.tagged(tag(partition), "seen", event_id), self._stream(partition)]
-        args = [max(1, int(ttl * 1000)), event_id, json.dumps(dict(payload))]
+        keys = [
+            self._store.tagged(tag(partition), "seen", event_id),
+            self._store.tagged(tag(partition), "entry", event_id),
+            self._stream(partition),
+        ]
+        platform = str(payload.get("platform", ""))
+        args = [max(1, int(ttl * 1000)), event_id, json.dumps(dict(payload)), time.time(), platform]
         entry = await script(self._store, self._scripts, _SUBMIT)(keys=keys, args=args)
         return entry is not None
 
@@ -120,14 +120,6 @@ class RedisWorkQueue:
             if start in ("0-0", b"0-0"):
                 return items
 
-    async def complete(self, partition: int, token: int, entry_id: str) -> bool:
-        """Acknowledge and remove the entry if `token` is still the partition's; False if not."""
-        keys = [self._store.tagged(tag(partition), "fence"), self._stream(partition)]
-        done = await script(self._store, self._scripts, _COMPLETE)(
-            keys=keys, args=[token, GROUP, entry_id]
-        )
-        return int(done) == 1
-
     async def backlog(self, partition: int) -> int:
         """Entries on the partition's stream: waiting, or being answered."""
         with unavailable("xlen"):
@@ -147,9 +139,4 @@ class RedisWorkQueue:
 
 
 def _item(partition: int, entry_id: str, fields: Mapping[str, str]) -> WorkItem:
-    return WorkItem(
-        partition=partition,
-        entry_id=entry_id,
-        event_id=fields.get("event", ""),
-        payload=json.loads(fields.get("payload") or "{}"),
-    )
+    return WorkItem(partition=partition, entry_id=entry_id, event_id=fields.get("event", ""))
