@@ -23,7 +23,7 @@ class Waits:
 
 async def test_two_processes_with_one_key_share_its_messages_per_minute():
     async with scoped_store() as first_process, FakeNexusGPT() as ngpt:
-        async with scoped_store(prefix=first_process.prefix) as second_process:
+        async with scoped_store(first_process.prefix) as second_process:
             section = config(ngpt, messages_per_minute=3).backends["main"]
             one = build_backend("main", section, pacing=first_process.pacing)
             two = build_backend("main", section, pacing=second_process.pacing)

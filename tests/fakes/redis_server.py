@@ -9,43 +9,29 @@ stop and start again ("Redis restarted mid-run") without touching anyone else's 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from bridge.store.redis import RedisStore
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+from tests.conftest import REDIS_URL, redis_prefix
 
 
 @asynccontextmanager
-async def scoped_store(url: str = REDIS_URL, prefix: str | None = None) -> AsyncIterator[RedisStore]:
-    """An open RedisStore under a fresh prefix; its keys are deleted afterwards (only those)."""
-    store = RedisStore(url, prefix=prefix or f"test-{uuid.uuid4().hex[:12]}")
-    try:
+async def scoped_store(prefix: str | None = None) -> AsyncIterator[RedisStore]:
+    """An open RedisStore on the test Redis under a fresh prefix (`redis_prefix`: its keys are
+    deleted afterwards), or under `prefix` (a second process's view of the same keys)."""
+    async with AsyncExitStack() as stack:
+        name = prefix or await stack.enter_async_context(redis_prefix())
+        store = RedisStore(REDIS_URL, prefix=name)
         await store.open()
-    except OSError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {url}: {exc}")
-    try:
+        stack.push_async_callback(store.close)
         yield store
-    finally:
-        await delete_prefix(store.redis, store.prefix)
-        await store.close()
-
-
-async def delete_prefix(redis: aioredis.Redis, prefix: str) -> None:
-    keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-    for start in range(0, len(keys), 500):
-        await redis.delete(*keys[start : start + 500])
 
 
 def free_port() -> int:

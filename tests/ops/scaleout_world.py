@@ -11,7 +11,6 @@ import os
 import random
 import re
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -27,7 +26,6 @@ from tests.fakes.telegram_api import FakeTelegram, user
 from tests.ops.test_daemon import Daemon, daemon, telegram_config
 
 FULL = os.environ.get("BOTBRIDGE_FAULTS_FULL") == "1"
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 FIRST_USER = 5000
 _LINE = re.compile(r"^echo: s(\d+) m(\d+)$")
 
@@ -83,10 +81,6 @@ async def shared_by_three(tmp_path: Path, config: dict[str, Any]) -> AsyncIterat
     async with processes(tmp_path, config, roles) as (_, *workers):
         await shared_out(workers)
         yield workers
-
-
-def new_prefix() -> str:
-    return f"scale-{uuid.uuid4().hex[:10]}"
 
 
 @asynccontextmanager

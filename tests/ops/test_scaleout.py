@@ -16,16 +16,15 @@ import time
 import pytest
 import yaml
 
+from tests.conftest import REDIS_URL, redis_prefix
 from tests.fakes.base import eventually
-from tests.fakes.redis_server import OwnRedis, delete_prefix, scoped_store
+from tests.fakes.redis_server import OwnRedis
 from tests.ops.scaleout_world import (
     FULL,
-    REDIS_URL,
     SlowLLM,
     TimedTelegram,
     answers,
     held_partitions,
-    new_prefix,
     out_of_order,
     processes,
     repeats,
@@ -39,12 +38,10 @@ SESSIONS, PER_SESSION = (100, 20) if FULL else (12, 8)
 
 
 @pytest.fixture
-async def redis_prefix():
+async def prefix():
     """A prefix of this test's own on the shared Redis; its keys are deleted afterwards."""
-    prefix = new_prefix()
-    yield prefix
-    async with scoped_store(REDIS_URL, prefix=prefix) as store:
-        await delete_prefix(store.redis, prefix)
+    async with redis_prefix() as name:
+        yield name
 
 
 async def test_a_split_role_on_sqlite_is_a_config_error_naming_the_store_type(tmp_path):
@@ -61,10 +58,10 @@ async def test_a_split_role_on_sqlite_is_a_config_error_naming_the_store_type(tm
 
 @pytest.mark.faults
 async def test_every_line_is_answered_once_and_in_order_by_one_ingress_and_three_workers(
-    tmp_path, redis_prefix
+    tmp_path, prefix
 ):
     async with TimedTelegram() as telegram, SlowLLM() as llm:
-        config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=redis_prefix)
+        config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=prefix)
         async with shared_by_three(tmp_path, config) as workers:
             said = await talk(telegram, SESSIONS, PER_SESSION)
             await telegram.wait_for(lambda _: len(telegram.arrived) >= said, 120 if FULL else 60)
@@ -81,10 +78,10 @@ async def test_every_line_is_answered_once_and_in_order_by_one_ingress_and_three
 
 @pytest.mark.faults
 async def test_a_killed_worker_s_messages_are_claimed_by_the_others_and_answered_in_order(
-    tmp_path, redis_prefix
+    tmp_path, prefix
 ):
     async with TimedTelegram() as telegram, SlowLLM() as llm:
-        config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=redis_prefix)
+        config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=prefix)
         async with shared_by_three(tmp_path, config) as workers:
             said = await talk(telegram, SESSIONS, PER_SESSION)
             await telegram.wait_for(lambda _: len(telegram.arrived) >= said // 3, 60)
@@ -118,9 +115,7 @@ async def test_a_killed_worker_s_messages_are_claimed_by_the_others_and_answered
 
 
 @pytest.mark.faults
-async def test_a_worker_paused_past_its_lease_posts_nothing_stale_when_it_wakes(
-    tmp_path, redis_prefix
-):
+async def test_a_worker_paused_past_its_lease_posts_nothing_stale_when_it_wakes(tmp_path, prefix):
     slow = {"s0 m0"}  # the first line of session 0 keeps the LLM busy for a while
 
     def latency(text: str) -> float:
@@ -130,7 +125,7 @@ async def test_a_worker_paused_past_its_lease_posts_nothing_stale_when_it_wakes(
         return 0.05
 
     async with TimedTelegram() as telegram, SlowLLM(latency) as llm:
-        config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=redis_prefix)
+        config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=prefix)
         async with processes(tmp_path, config, ["ingress", "worker", "worker"]) as (_, *workers):
             partition = session_of(0, 8)
             await talk(telegram, 1, 1)
@@ -163,10 +158,10 @@ async def _eventually_logged(process, needle: str, timeout: float) -> None:
 
 @pytest.mark.faults
 async def test_when_the_telegram_poller_dies_another_ingress_polls_and_no_update_is_lost(
-    tmp_path, redis_prefix
+    tmp_path, prefix
 ):
     async with TimedTelegram() as telegram, SlowLLM(lambda text: 0.0) as llm:
-        config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=redis_prefix)
+        config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=prefix)
         roles = ["ingress", "ingress", "worker"]
         async with processes(tmp_path, config, roles) as (first, second, _):
             said = await talk(telegram, 5, 2)

@@ -15,12 +15,13 @@ import httpx
 import pytest
 
 from tests.adapters.test_discord import discord_section as section_for_tests
+from tests.conftest import REDIS_URL, redis_prefix
 from tests.fakes.base import eventually
 from tests.fakes.discord_gateway import ALICE, BOT_ID, FakeDiscord
 from tests.fakes.redis_server import OwnRedis
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, im
 from tests.fakes.telegram_api import FakeTelegram
-from tests.ops.scaleout_world import REDIS_URL, SlowLLM, new_prefix, session_user
+from tests.ops.scaleout_world import SlowLLM, session_user
 from tests.ops.test_daemon import daemon
 
 SECRET = "webhook-secret-0123456789"
@@ -53,8 +54,10 @@ async def started(stack: AsyncExitStack, tmp_path, configs: list[tuple[str, dict
 
 
 @pytest.fixture
-def prefix():
-    return new_prefix()
+async def prefix():
+    """A prefix of this test's own on the shared Redis; its keys are deleted afterwards."""
+    async with redis_prefix() as name:
+        yield name
 
 
 async def test_discord_shards_split_over_two_ingress_processes_and_dms_arrive_on_shard_0(
