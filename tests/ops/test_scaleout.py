@@ -19,6 +19,7 @@ import yaml
 from tests.conftest import REDIS_URL, redis_prefix
 from tests.fakes.base import eventually
 from tests.fakes.redis_server import OwnRedis
+from tests.ops.conftest import value
 from tests.ops.scaleout_world import (
     FULL,
     SlowLLM,
@@ -35,6 +36,11 @@ from tests.ops.scaleout_world import (
 )
 
 SESSIONS, PER_SESSION = (100, 20) if FULL else (12, 8)
+
+
+def sessions_of(partitions: set[int]) -> set[int]:
+    """The sessions (of this module's scenes, 8 partitions) that hash to `partitions`."""
+    return {s for s in range(SESSIONS) if session_of(s, 8) in partitions}
 
 
 @pytest.fixture
@@ -85,23 +91,29 @@ async def test_a_killed_worker_s_messages_are_claimed_by_the_others_and_answered
         async with shared_by_three(tmp_path, config) as workers:
             said = await talk(telegram, SESSIONS, PER_SESSION)
             await telegram.wait_for(lambda _: len(telegram.arrived) >= said // 3, 60)
-            victim = workers[0]
+            # The victim: a worker holding the partitions of some of these sessions.
+            victim = max(workers, key=lambda w: len(sessions_of(held_partitions(w))))
             held = held_partitions(victim)
-            assert held, victim.lines()[-30:]
+            assert sessions_of(held), [w.lines()[-10:] for w in workers]
             victim.proc.kill()  # SIGKILL mid-run: no drain, no release
             killed_at = time.monotonic()
             await victim.proc.wait()
             said += await talk(telegram, SESSIONS, 2, start=PER_SESSION)  # more arrives meanwhile
             await telegram.wait_for(lambda _: len(set(t for _, t in telegram.arrived)) >= said, 120)
+            pages = [await w.metrics() for w in workers if w is not victim]
+            counted = sum(
+                value(page, "botbridge_possibly_repeated_parts_total", platform="telegram") or 0
+                for page in pages
+            )
         found = answers(telegram)
         assert out_of_order(found) == []
         assert {s: sorted(set(n)) for s, n in found.items()} == {
             s: list(range(PER_SESSION + 2)) for s in range(SESSIONS)
         }
-        # Until the journal records each part, a reply posted but not yet acknowledged when the
-        # worker died is posted again by its successor: at most what it was answering then.
-        assert repeats(found) <= 4 * 32
-        orphaned = {s for s in range(SESSIONS) if session_of(s, 8) in held}
+        # Telegram cannot deduplicate a post: a part the killed worker posted but had not yet
+        # recorded is posted again by its successor, and counted there. Nothing else repeats.
+        assert repeats(found) <= counted
+        orphaned = sessions_of(held)
         first_after = min(
             at for at, text in telegram.arrived
             if at > killed_at and any(text.startswith(f"echo: s{s} ") for s in orphaned)
@@ -109,7 +121,7 @@ async def test_a_killed_worker_s_messages_are_claimed_by_the_others_and_answered
         claim_delay = first_after - killed_at
         print(
             f"claim delay after SIGKILL: {claim_delay:.2f}s (claim_idle 2s); "
-            f"{said} lines, {repeats(found)} answered twice"
+            f"{said} lines, {repeats(found)} answered twice ({counted:g} counted as possible)"
         )
         assert claim_delay < 2.0 + 10  # the lease, a heartbeat, and a loaded machine's slack
 
