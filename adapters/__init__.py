@@ -19,10 +19,11 @@ _CLASSES = {
 }
 
 
-def build_adapter(platform: str, config: Any, metrics: Metrics) -> Adapter:
+def build_adapter(platform: str, config: Any, metrics: Metrics, **extras: Any) -> Adapter:
+    """`extras` go to the adapter's constructor (the Telegram poller's `election`)."""
     module_name, _, class_name = _CLASSES[platform].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(config, metrics)
+    return cls(config, metrics, **extras)
 
 
 __all__ = ["build_adapter"]

@@ -56,7 +56,7 @@ class ConsoleAdapter:
     def routes(self) -> Sequence[HttpRoute]:
         return ()
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver | None) -> None:
         lines: asyncio.Queue[str | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 

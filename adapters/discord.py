@@ -22,6 +22,7 @@ import discord
 from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import DiscordAdapter as DiscordConfig
 from bridge.errors import ConfigError, DeliveryFailed, PictureUnavailable, Undeliverable
+from bridge.holding import Holding
 from bridge.indicator import Indicators
 from bridge.logs import brief
 from bridge.metrics import Metrics
@@ -55,21 +56,31 @@ class DiscordAdapter:
         self._metrics = metrics
         self._client: BridgeClient | None = None
         self._task: asyncio.Task[None] | None = None
-        self._deliver: Deliver | None = None
+        self._holding: Holding | None = None  # the gateway never redelivers: held, not refused
         self._ready = asyncio.Event()
         self._down: set[int] = set()  # shards disconnected since they were last up
         self._down_since: float | None = None
         self._failure: str | None = None  # why the client stopped, when it did on its own
         self._typing = Indicators(TYPING_EVERY)
+        self._send_only = False
 
     def routes(self) -> Sequence[HttpRoute]:
         return ()
 
     # ------------------------------------------------------------------------------ lifecycle
 
-    async def start(self, deliver: Deliver) -> None:
-        self._deliver = deliver
+    async def start(self, deliver: Deliver | None) -> None:
+        self._holding = Holding(deliver, platform=self.platform) if deliver else None
         self._client = BridgeClient(self._config, self)
+        if deliver is None:  # a worker: REST only, no gateway connection (no shards, no events)
+            try:
+                await self._log_in(self._client)
+            except BaseException:
+                await self._client.close()
+                raise
+            self._send_only = True
+            log.info("discord: %s, sending only (REST)", self._client.user)
+            return
         self._task = asyncio.create_task(self._run(self._client), name="discord")
         waiter = asyncio.create_task(self._ready.wait())
         try:
@@ -123,6 +134,8 @@ class DiscordAdapter:
     async def stop(self) -> None:
         client, task = self._client, self._task
         await self._typing.aclose()  # typing requests still in flight finish first
+        if self._holding is not None:
+            await self._holding.close()
         if client is not None:
             await client.close()
         if task is not None:
@@ -137,6 +150,7 @@ class DiscordAdapter:
             await asyncio.gather(task, return_exceptions=True)
         self._ready.clear()
         self._connected(False)
+        self._send_only = False
 
     # ------------------------------------------------------------------------------ events
 
@@ -171,7 +185,7 @@ class DiscordAdapter:
 
     async def on_message(self, message: discord.Message) -> None:
         client = self._client
-        if client is None or client.user is None or self._deliver is None:
+        if client is None or client.user is None or self._holding is None:
             return
         if not is_from_person(message, client.user):
             return  # bots (ourselves included), webhooks, system messages
@@ -185,7 +199,7 @@ class DiscordAdapter:
             referenced=referenced,
         )
         try:
-            await self._deliver(inbound)
+            await self._holding.deliver(inbound)
         except Exception as exc:
             # The router logged the cause; this says which message was lost.
             log.error(
@@ -298,6 +312,8 @@ class DiscordAdapter:
     # ------------------------------------------------------------------------------ health
 
     def health(self) -> Health:
+        if self._send_only:
+            return Health(True, f"sending only (REST) as {self._require_client().user}")
         if self._failure is not None:
             return Health(False, f"stopped: {self._failure}")
         if not self._ready.is_set():
@@ -313,11 +329,15 @@ class DiscordAdapter:
         """Log in over REST only (users/@me): proves the token without opening the gateway."""
         client = BridgeClient(self._config, self)
         try:
-            await client.login(self._config.token.get_secret_value())
+            await self._log_in(client)
             user = client.user
             assert user is not None
             return f"{user} (id {user.id})"
-        except discord.LoginFailure:
-            raise ConfigError("adapters.discord.token", "rejected by Discord (401)") from None
         finally:
             await client.close()
+
+    async def _log_in(self, client: BridgeClient) -> None:
+        try:
+            await client.login(self._config.token.get_secret_value())
+        except discord.LoginFailure:
+            raise ConfigError("adapters.discord.token", "rejected by Discord (401)") from None

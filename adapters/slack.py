@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import math
 import re
@@ -23,6 +24,8 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -108,6 +111,7 @@ class SlackAdapter:
         self._parents: ThreadParents | None = None
         self._streams_refused = False  # chat.startStream is not available to this app
         self._status_refused = False  # assistant.threads.setStatus is not either
+        self._send_only = False
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -116,14 +120,19 @@ class SlackAdapter:
             return ()
         return (HttpRoute("POST", self._cfg.events_path, self._on_http),)
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver | None) -> None:
         self._deliver = deliver
         self._session = aiohttp.ClientSession()
         self._client = self._web_client(self._session)
         try:
             self._identity = await _auth_test(self._client)
             self._parents = ThreadParents(self._client, self._identity)
+            if deliver is None:  # a worker: the Web API only, no socket, no events
+                self._send_only = True
+                log.info("slack: bot %s, sending only", self._identity.get("user"))
+                return
             self._app = self._build_app(self._client)
+            await _warm(self._app, self._identity)
             if self._cfg.mode == "socket":
                 await self._connect(self._app, self._client)
         except BaseException:
@@ -148,8 +157,11 @@ class SlackAdapter:
         if session is not None:
             await session.close()
         self._client = None
+        self._send_only = False
 
     def health(self) -> Health:
+        if self._send_only and self._client is not None:
+            return Health(True, "sending only")
         if self._client is None or self._app is None:
             return Health(False, "not started")
         if self._socket is not None:
@@ -275,10 +287,16 @@ class SlackAdapter:
         async def on_other(body: dict[str, Any]) -> None:
             log.debug("slack %s event acknowledged, not used", body.get("event", {}).get("type"))
 
+        async def not_accepted(error: Exception) -> BoltResponse:
+            # The store could not take the event: 503 (Socket Mode: no ack), Slack retries it.
+            log.error("slack: event not accepted, Slack will retry it: %r", error)
+            return BoltResponse(status=503, body="not accepted; retry later")
+
         # A listener for every event type, so that bolt never answers 404 (Slack would retry).
         app.event("message")(on_message)
         app.event("app_mention")(on_message)
         app.event(re.compile(".+"))(on_other)
+        app.error(not_accepted)
         return app
 
     async def _on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -380,6 +398,18 @@ async def _open_socket(client: AsyncWebClient, config: SlackConfig) -> str:
     assert config.app_token is not None
     response = await client.apps_connections_open(app_token=config.app_token.get_secret_value())
     return str(response["url"])
+
+
+async def _warm(app: AsyncApp, identity: dict[str, Any]) -> None:
+    """Let bolt call auth.test (which it does, once, on the first event) before any event comes:
+    otherwise the first events all wait for that call while later ones pass by, and a person's
+    messages reach the bridge out of order. An internal event no listener answers."""
+    body = {
+        "type": "event_callback",
+        "team_id": identity.get("team_id"),
+        "event": {"type": "botbridge_warm_up"},
+    }
+    await app.async_dispatch(AsyncBoltRequest(body=json.dumps(body), mode="socket_mode"))
 
 
 def _socket_connected(handler: AsyncSocketModeHandler) -> bool:

@@ -3,8 +3,10 @@
 The adapter owns its getUpdates loop (PTB's Updater commits offsets before the updates are
 handled and offers no hook to notice a silently stalled long poll): an update's offset is only
 committed once the router has durably accepted it, and a watchdog restarts a poller that has had
-no completed round trip for `stall_timeout`. Addressing lives in `_telegram_inbound`, posting in
-`_telegram_send`. No PTB type leaves this package.
+no completed round trip for `stall_timeout`. With several processes on one bot (a shared store),
+an `Election` decides which one polls: the others stand by, and take over when the poller dies or
+stalls. Addressing lives in `_telegram_inbound`, posting in `_telegram_send`. No PTB type leaves
+this package.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -22,7 +23,6 @@ from telegram import Update, User
 from telegram.constants import ChatAction
 from telegram.error import (
     BadRequest,
-    Conflict,
     Forbidden,
     InvalidToken,
     NetworkError,
@@ -35,6 +35,7 @@ from bridge.adapter import Deliver, Health, HttpRoute
 from bridge.config import TelegramAdapter as TelegramConfig
 from bridge.errors import DeliveryFailed, Undeliverable
 from bridge.indicator import Indicators
+from bridge.leases import Election
 from bridge.logs import brief
 from bridge.metrics import Metrics
 from bridge.types import ChatKind, Inbound, Limits, Outbound, Picture
@@ -42,6 +43,7 @@ from bridge.types import ChatKind, Inbound, Limits, Outbound, Picture
 from ._telegram_files import download
 from ._telegram_inbound import to_inbound
 from ._telegram_live import TelegramLive
+from ._telegram_poll import Poller
 from ._telegram_request import AiohttpRequest
 from ._telegram_send import MAX_LEN, Sender, _seconds, maybe_sent
 
@@ -60,9 +62,13 @@ class TelegramAdapter:
     limits = Limits(max_len=MAX_LEN, utf16=True)
     dedup_window = 0.0  # the Bot API has no idempotency key: a resent part may appear twice
 
-    def __init__(self, config: TelegramConfig, metrics: Metrics) -> None:
+    def __init__(
+        self, config: TelegramConfig, metrics: Metrics, *, election: Election | None = None
+    ) -> None:
         self._config = config
         self._metrics = metrics
+        self._election = election  # several processes on one bot: only the elected one polls
+        self._send_only = False
         self._token = config.token.get_secret_value()
         # getUpdates has a connection of its own, so a stalled poll can be cut without
         # touching sends in flight. Both over aiohttp: see `_telegram_request`.
@@ -83,15 +89,10 @@ class TelegramAdapter:
         self._typing = Indicators(config.typing_interval)
         self._deliver: Deliver | None = None
         self._me: User | None = None
-        self._offset = 0  # the first update id not yet accepted by the router
-        self._last_ok: float | None = None  # monotonic time of the last good getUpdates
-        self._poll_started = 0.0
         self._problem = "not started"
-        self._conflict = False
         self._webhook_set = False
-        self._supervisor: asyncio.Task[None] | None = None
+        self._poller: Poller | None = None
         self._drafts_refused = False  # the Bot API server has no sendMessageDraft
-        self.restarts = 0  # poller restarts after a stall (tests and logs read it)
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -100,13 +101,18 @@ class TelegramAdapter:
             return ()
         return (HttpRoute("POST", self._config.webhook_path, self._webhook),)
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver | None) -> None:
         try:
             await self._with_retries("start", self._app.initialize)  # getMe: id and username
         except BaseException:
             await self._close_requests()  # PTB shuts down only what initialized fully
             raise
         self._me = self._bot.bot
+        if deliver is None:  # a worker: posts, never touches the webhook or getUpdates
+            self._send_only = True
+            self._problem = ""
+            log.info("telegram: @%s, sending only", self._me.username)
+            return
         if self._config.mode == "webhook":
             await self._with_retries("setWebhook", self._set_webhook)
             self._webhook_set = True
@@ -116,9 +122,18 @@ class TelegramAdapter:
             return
         await self._with_retries("deleteWebhook", self._bot.delete_webhook)
         self._deliver = deliver
-        self._problem = "waiting for the first getUpdates"
-        self._supervisor = asyncio.create_task(self._supervise(), name="telegram-poller")
-        log.info("telegram: @%s polling for updates", self._me.username)
+        self._poller = Poller(
+            self._bot, self._poll_request, self._config, self._metrics,
+            dispatch=self._dispatch, scrub=self._scrub, election=self._election,
+        )  # fmt: skip
+        self._poller.start()
+        elected = " when elected among the processes" if self._election else ""
+        log.info("telegram: @%s polling for updates%s", self._me.username, elected)
+
+    @property
+    def restarts(self) -> int:
+        """Poller restarts after a stall (tests and logs read it)."""
+        return self._poller.restarts if self._poller is not None else 0
 
     async def _set_webhook(self) -> bool:
         secret = self._config.secret_token
@@ -151,11 +166,9 @@ class TelegramAdapter:
 
     async def stop(self) -> None:
         self._deliver = None
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
-            self._supervisor = None
-            await self._confirm_offset()
+        if self._poller is not None:
+            await self._poller.stop()
+            self._poller = None
         await self._typing.aclose()  # typing requests still in flight finish first
         await self._app.shutdown()  # closes both connections; a no-op if never initialized
         await self._close_requests()
@@ -164,151 +177,6 @@ class TelegramAdapter:
         """Close both connection pools (idempotent): aiohttp warns about a pool left open."""
         await self._request.shutdown()
         await self._poll_request.shutdown()
-
-    async def _confirm_offset(self) -> None:
-        """Tell Telegram which updates were accepted, so a restart does not fetch them again
-        (the router would drop them as duplicates anyway; this saves the work)."""
-        if not self._offset:
-            return
-        try:
-            async with asyncio.timeout(2):
-                await self._bot.get_updates(offset=self._offset, timeout=0, limit=1)
-        except (TimeoutError, TelegramError) as exc:
-            log.debug("telegram: could not confirm offset at stop: %s", self._scrub(exc))
-
-    # ----------------------------------------------------------------------------- polling
-
-    async def _supervise(self) -> None:
-        """Run the poller; restart it, with backoff, when no getUpdates completes in time."""
-        while True:
-            self._poll_started = time.monotonic()
-            poller = asyncio.create_task(self._poll(), name="telegram-getUpdates")
-            try:
-                await self._until_stalled(poller)
-            finally:
-                poller.cancel()
-                await asyncio.gather(poller, return_exceptions=True)
-            self.restarts += 1
-            quiet = time.monotonic() - max(self._last_ok or 0.0, self._poll_started)
-            self._problem = f"no getUpdates round trip for {quiet:.0f}s; poller restarted"
-            wait = self._backoff(self.restarts)
-            log.warning(
-                "telegram: no getUpdates round trip for %.1fs: restarting the poller in %gs "
-                "(restart %d)",
-                quiet,
-                wait,
-                self.restarts,
-            )
-            await self._reconnect()
-            await asyncio.sleep(wait)
-
-    async def _until_stalled(self, poller: asyncio.Task[None]) -> None:
-        stall = self._config.stall_timeout
-        while True:
-            since = max(self._last_ok or 0.0, self._poll_started)
-            left = since + stall - time.monotonic()
-            if left <= 0:
-                return
-            done, _ = await asyncio.wait({poller}, timeout=left)
-            if done:  # _poll only ends by a bug: log it and restart like a stall
-                log.error("telegram poller ended unexpectedly", exc_info=poller.exception())
-                return
-
-    async def _reconnect(self) -> None:
-        """Drop the getUpdates connection (it may be half-open) so the next poll dials anew."""
-        try:
-            await self._poll_request.shutdown()
-            await self._poll_request.initialize()
-        except Exception as exc:
-            log.warning("telegram: resetting the polling connection failed: %s", brief(exc))
-
-    async def _poll(self) -> None:
-        failures = 0
-        while True:
-            try:
-                updates = await self._bot.get_updates(
-                    offset=self._offset or None,
-                    timeout=self._config.poll_timeout,
-                    allowed_updates=self._config.allowed_updates,
-                )
-                self._polled_ok(failures)
-                failures = 0
-                await self._dispatch_batch(updates)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # nothing may end the poller; each cause is named
-                failures += 1
-                await asyncio.sleep(self._poll_failed(exc, failures))
-
-    async def _dispatch_batch(self, updates: Sequence[Update]) -> None:
-        """Hand a batch to the router, each chat's updates in order, the chats side by side.
-
-        One at a time, each update waited for the store's round trip before the next was even
-        looked at (a burst of 2,000 took seconds to take in). A session lives in one chat, so
-        keeping each chat's updates in series keeps every session's arrival order, even when the
-        store fails mid-batch: a chat's updates after a failed one are left for the next
-        getUpdates. The offset moves past the longest accepted prefix of the batch; an update
-        after it that was accepted anyway comes back and the router drops it as a duplicate."""
-        chats: dict[int | None, list[Update]] = {}
-        for update in updates:
-            chat = update.effective_chat
-            chats.setdefault(chat.id if chat is not None else None, []).append(update)
-        accepted: set[int] = set()
-        failures: list[BaseException] = []
-
-        async def in_series(chat_updates: list[Update]) -> None:
-            for update in chat_updates:
-                try:
-                    await self._dispatch(update)
-                except Exception as exc:
-                    failures.append(exc)
-                    return
-                accepted.add(update.update_id)
-
-        await asyncio.gather(*(in_series(found) for found in chats.values()))
-        for update in updates:
-            if update.update_id not in accepted:
-                raise failures[0]
-            self._offset = update.update_id + 1  # accepted: safe to confirm
-
-    def _polled_ok(self, failures: int) -> None:
-        if failures or self._problem:
-            log.info(
-                "telegram: getUpdates works%s",
-                f" again after {failures} failure(s)" if failures else "",
-            )
-        self._last_ok = time.monotonic()
-        self._conflict = False
-        self._problem = ""
-
-    def _poll_failed(self, exc: Exception, failures: int) -> float:
-        """Log (once per streak at warning level) and return how long to wait."""
-        wait = self._backoff(failures)
-        if isinstance(exc, Conflict):
-            self._conflict = True
-            detail = (
-                f"409 Conflict from getUpdates ({self._scrub(exc)}): only one process may poll "
-                "a bot token; stop the other poller or use webhook mode"
-            )
-        elif isinstance(exc, RetryAfter):
-            wait = _seconds(exc.retry_after)
-            detail = f"getUpdates rate limited: waiting {wait:g}s"
-        elif isinstance(exc, InvalidToken):
-            detail = "getUpdates: the Bot API rejected the token"
-        elif isinstance(exc, TelegramError):
-            detail = f"getUpdates failed: {self._scrub(exc)}"
-        else:  # the router could not accept an update: fetch it again later, lose nothing
-            detail = f"update not accepted, will be fetched again: {self._scrub(brief(exc))}"
-        self._problem = detail
-        level = logging.WARNING if failures == 1 else logging.DEBUG
-        if isinstance(exc, Conflict | InvalidToken) or not isinstance(exc, TelegramError):
-            level = logging.ERROR if failures == 1 else logging.DEBUG
-        log.log(level, "telegram: %s (failure %d, retry in %gs)", detail, failures, wait)
-        return wait
-
-    def _backoff(self, failures: int) -> float:
-        config = self._config
-        return min(config.retry_backoff * 2 ** (failures - 1), config.max_backoff)
 
     # ----------------------------------------------------------------------------- webhook
 
@@ -332,9 +200,10 @@ class TelegramAdapter:
             # The router only records the message before returning: this stays fast, and a
             # 200 means the update is durably accepted.
             await self._dispatch(update)
-        except Exception:
-            log.exception("telegram webhook: update %s not accepted", update.update_id)
-            return web.Response(status=500, text="not accepted; retry")
+        except Exception as exc:
+            # The store is unreachable: Telegram delivers the update again later.
+            log.error("telegram webhook: update %s not accepted: %r", update.update_id, exc)
+            return web.Response(status=503, text="not accepted; retry later")
         return web.Response(status=200)
 
     # ----------------------------------------------------------------------------- both modes
@@ -415,16 +284,15 @@ class TelegramAdapter:
         return await download(self._bot, picture, max_bytes, self._scrub)
 
     def health(self) -> Health:
+        if self._send_only:
+            return Health(self._me is not None, "sending only")
         if self._config.mode == "webhook":
             return Health(
                 self._webhook_set, "webhook registered" if self._webhook_set else self._problem
             )
-        if self._last_ok is None or self._conflict:
+        if self._poller is None:
             return Health(False, self._problem)
-        age = time.monotonic() - self._last_ok
-        if age > self._config.stall_timeout:
-            return Health(False, f"no getUpdates round trip for {age:.0f}s")
-        return Health(True, "polling")
+        return self._poller.health()
 
     async def probe(self) -> str:
         try:

@@ -49,8 +49,10 @@ class Adapter(Protocol):
     def routes(self) -> Sequence[HttpRoute]:
         """Webhook routes to mount before `start` (empty for polling/socket adapters)."""
 
-    async def start(self, deliver: Deliver) -> None:
-        """Connect and begin delivering messages; return once started (not when stopped)."""
+    async def start(self, deliver: Deliver | None) -> None:
+        """Connect and begin delivering messages; return once started (not when stopped).
+        `None`: sending only (a worker process): log in to the platform's REST API and receive
+        nothing (no gateway connection, no poller, no webhook)."""
 
     async def stop(self) -> None: ...
 

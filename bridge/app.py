@@ -5,7 +5,9 @@ Start order matters for "exactly one answer": the store first (SQLite: its lock)
 pending messages of the enabled platforms are queued in their lanes, then the HTTP server and the
 adapters (new messages queue behind the recovered ones), and only then do the lanes run. On a
 shared store (Redis) a task looks every `store.recover_every` seconds for a dead process's
-messages.
+messages. Its `Role` (`bridge.roles`)
+says what this process does: everything, ingress only, or worker only (whose pending messages
+come from the work queue, not from this recovery).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 
 from . import __version__
 from .access import Gate
-from .adapter import Adapter, Health
+from .adapter import Adapter, Health, HttpRoute
 from .backends import Backend, build_backend
 from .breaker import GuardedBackend, guard
 from .budgets import Budgets
@@ -32,6 +34,7 @@ from .metrics import Metrics
 from .people import People
 from .profiles import Profiles
 from .retention import Retention
+from .roles import AllRole, Role, RoleName
 from .router import Router
 from .store import Store, open_store
 from .streaming import Live
@@ -87,15 +90,22 @@ class Bridge:
         store: Store | None = None,
         backends: Mapping[str, Backend] | None = None,
         serve_http: bool | None = None,
+        role: Role | None = None,
     ) -> None:
         self.config = config
         self.adapters = list(adapters)
         self.metrics = metrics or Metrics()
         self.store = store or open_store(config.bridge, owner=True)
+        self.role = role or AllRole()
+        answers = self.role.name is not RoleName.INGRESS  # an ingress never asks a backend
         self.backends = (
             dict(backends)
             if backends is not None
-            else {name: build_backend(name, cfg) for name, cfg in config.backends.items()}
+            else {
+                name: build_backend(name, cfg, pacing=getattr(self.store, "pacing", None))
+                for name, cfg in config.backends.items()
+                if answers
+            }
         )
         # The router calls each backend through a circuit breaker (botbridge_circuit_state).
         self.guarded = guard(
@@ -106,20 +116,21 @@ class Bridge:
         )
         self.metrics.describe(__version__, [adapter.platform for adapter in self.adapters])
         people = People(config.access)
-        self.budgets = Budgets(config.access.budgets, people, self.store, self.metrics)
+        routed = self.role.store(self.store)  # a worker's: the fenced journal, patient parts
+        self.budgets = Budgets(config.access.budgets, people, routed, self.metrics)
         self.retention = Retention(
             self.store, interval=config.bridge.purge_interval, day=self.budgets.day
         )
         self._started_at = time.monotonic()
         profiles = Profiles.from_config(config)
         self.router = Router(
-            store=self.store,
+            store=routed,
             backends=self.guarded,
-            outbox=AdapterOutbox(self.adapters),
+            outbox=self.role.outbox(AdapterOutbox(self.adapters)),
             settings=config.bridge,
             profiles=profiles,
             metrics=self.metrics,
-            gate=Gate(config.access, self.store, people=people),
+            gate=Gate(config.access, routed, people=people),
             budgets=self.budgets,
             commands=self._commands(people, profiles),
         )
@@ -130,7 +141,7 @@ class Bridge:
                 config.http.port,
                 readiness=self.readiness,
                 metrics=self.metrics_page,
-                routes=[route for adapter in self.adapters for route in adapter.routes()],
+                routes=self._routes(),
                 readiness_timeout=config.http.readiness_timeout,
                 watch_interval=config.http.watch_interval,
             )
@@ -144,6 +155,11 @@ class Bridge:
     @property
     def platforms(self) -> list[str]:
         return [adapter.platform for adapter in self.adapters]
+
+    def _routes(self) -> list[HttpRoute]:
+        if self.role.deliver(self.router) is None:
+            return []  # a worker receives nothing: no webhooks
+        return [route for adapter in self.adapters for route in adapter.routes()]
 
     def _commands(self, people: People, profiles: Profiles) -> Commands:
         """The bridge's commands, with what the operators' ones read from the running bridge."""
@@ -175,17 +191,22 @@ class Bridge:
         await self.store.open()
         self._started_at = time.monotonic()
         self.retention.start()
-        # Before any new message can arrive: recovered messages keep their places in their lanes.
-        # Only the platforms running here: another's messages stay pending for their own daemon.
-        await self.router.recover(self.platforms)
+        await self.role.prepare()
+        if self.role.recovers:
+            # Before any new message can arrive: recovered messages keep their places in their
+            # lanes. Only the platforms running here: another's messages stay pending for their
+            # own daemon.
+            await self.router.recover(self.platforms)
         if self.http is not None:
             await self.http.start()  # before the adapters: a webhook may arrive at once
+        deliver = self.role.deliver(self.router)
         for adapter in self.adapters:
-            await adapter.start(self.router.handle)
+            await adapter.start(deliver)
             self._started.append(adapter)
             log.info("adapter %s started", adapter.platform, extra={"platform": adapter.platform})
         self.router.open()
-        if self.store.shared:
+        await self.role.start(self.router)
+        if self.store.shared and self.role.recovers:
             self._recovering = asyncio.create_task(self._recover_every(), name="recovery")
         if self.http is not None:
             self.http.watch()  # logs each adapter as it connects, and when it drops
@@ -209,11 +230,13 @@ class Bridge:
     async def stop(self, drain: float | None = None) -> None:
         """Drain for `drain` seconds (default `bridge.drain_timeout`; 0 cuts the answers under
         way: they stay pending), then stop the adapters, HTTP, backends and store."""
+        await self.role.stop_taking()
         if self._recovering is not None:
             self._stopping.set()
             await asyncio.gather(self._recovering, return_exceptions=True)
             self._recovering = None
         await self.router.drain(self.config.bridge.drain_timeout if drain is None else drain)
+        await self.role.stop()
         for adapter in reversed(self._started):
             try:
                 await adapter.stop()
@@ -237,6 +260,7 @@ class Bridge:
             # Connected is not enough: a platform whose sends keep failing is not ready either.
             failing = self.router.delivery.health.health(adapter.platform)
             components[adapter.platform] = failing or adapter.health()
+        components.update(self.role.health())
         ready = all(h.ready for h in components.values())
         return {
             "ready": ready,

@@ -18,7 +18,10 @@ from .app import Bridge
 from .backends import build_backend
 from .config import Config, embedded_default, load_config, secret_values
 from .errors import ConfigError, StoreLocked, StoreUnavailable
+from .leases import Election
 from .logs import Redactor, brief, setup_logging
+from .roles import RoleName, build_role, check_role, poller_election, process_id
+from .store import open_store
 
 log = logging.getLogger("bridge")
 
@@ -39,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "run":
-            return asyncio.run(_run(config))
+            return asyncio.run(_run(config, RoleName(args.role)))
         if args.command == "check":
             return asyncio.run(_check(config, offline=args.offline))
         if args.command in ("forget", "sessions"):
@@ -62,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="run the daemon")
     run.add_argument("-c", "--config", required=True, help="YAML config file")
+    run.add_argument(
+        "--role",
+        choices=[role.value for role in RoleName],
+        default=RoleName.ALL.value,
+        help="all: receive and answer (default); ingress: receive and queue; worker: answer "
+        "from the queue (the split roles need bridge.store.type: redis)",
+    )
     check = commands.add_parser("check", help="validate the config and probe tokens and backends")
     check.add_argument("-c", "--config", required=True)
     check.add_argument("--offline", action="store_true", help="validate only; no network")
@@ -85,11 +95,13 @@ def _logging(config: Config, level: str | None = None) -> None:
     setup_logging(level or b.log_level, b.log_format, b.log_levels, secret_values(config))
 
 
-def _adapters(config: Config, bridge_metrics) -> list[Adapter]:
+def _adapters(config: Config, bridge_metrics, election: Election | None = None) -> list[Adapter]:
     from adapters import build_adapter
 
     return [
-        build_adapter(name, section, bridge_metrics)
+        build_adapter(
+            name, section, bridge_metrics, **({"election": election} if name == "telegram" else {})
+        )
         for name, section in config.adapters.enabled().items()
     ]
 
@@ -102,14 +114,20 @@ def _require_backend(config: Config) -> None:
 # --------------------------------------------------------------------------------------- run
 
 
-async def _run(config: Config | None) -> int:
+async def _run(config: Config | None, role_name: RoleName = RoleName.ALL) -> int:
     assert config is not None
     _require_backend(config)
+    check_role(config, role_name)
     _logging(config)
     from .metrics import Metrics
 
     metrics = Metrics()
-    bridge = Bridge(config, _adapters(config, metrics), metrics=metrics)
+    store = open_store(config.bridge, owner=True)
+    holder = process_id()
+    role = build_role(role_name, config, store, metrics, holder)
+    election = poller_election(config, store, holder) if role_name is not RoleName.WORKER else None
+    adapters = _adapters(config, metrics, election)
+    bridge = Bridge(config, adapters, metrics=metrics, store=store, role=role)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -129,6 +147,8 @@ async def _start(bridge: Bridge) -> bool:
     unreachable store) and release what did start."""
     try:
         await bridge.start()  # undoes what it started when a part fails
+    except ConfigError:  # found once the store answered (a partition count that differs)
+        raise
     except StoreLocked as exc:  # another daemon (or console) owns this state file
         log.error("botbridge could not start: %s", exc)
     except StoreUnavailable as exc:
@@ -152,8 +172,9 @@ def _summary(config: Config, bridge: Bridge) -> None:
         else "off"
     )
     log.info(
-        "botbridge %s running: adapters=%s backends=%s routes=%s state=%s http=%s",
+        "botbridge %s running as %s: adapters=%s backends=%s routes=%s state=%s http=%s",
         __version__,
+        bridge.role.name,
         adapters,
         backends,
         routes,
@@ -161,7 +182,7 @@ def _summary(config: Config, bridge: Bridge) -> None:
         http,
     )
     if not bridge.adapters:
-        log.warning("no adapter is enabled: serving HTTP only (a worker, or a config check)")
+        log.warning("no adapter is enabled: serving HTTP only (a config check)")
 
 
 # ------------------------------------------------------------------------------------- check

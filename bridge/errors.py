@@ -25,8 +25,9 @@ class ConfigError(BridgeError):
 
 
 class StoreUnavailable(BridgeError):
-    """The store cannot be opened (an unwritable state directory, an unreachable Redis): the
-    text names the path or address and why, never a password."""
+    """The store cannot be opened or reached (an unwritable state directory, an unreachable or
+    restarting Redis): the text names the path or address and why, never a password. A running
+    process that meets it pauses and tries again; nothing it had accepted is lost."""
 
 
 class BackendError(BridgeError):
@@ -174,8 +175,9 @@ class Undeliverable(BridgeError):
 
 
 class NotOwner(BridgeError):
-    """Another process took this pending message over (its owner's lease had expired): this
-    process must leave it alone."""
+    """This process no longer owns the message: another took it over (its owner's lease had
+    expired), or this worker's lease on the message's partition lapsed or moved on (fenced off).
+    It must neither post nor record anything more for it."""
 
 
 class StoreLocked(BridgeError):

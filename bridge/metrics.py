@@ -147,6 +147,22 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        self.partitions_held = Gauge(
+            "botbridge_partitions_held",
+            "Work-queue partitions this worker holds (--role worker)",
+            registry=r,
+        )
+        self.taken_over = Counter(
+            "botbridge_taken_over",
+            "Unfinished messages a worker claimed from an earlier holder of their partition",
+            registry=r,
+        )
+        self.elected = Gauge(
+            "botbridge_elected",
+            "1 while this process holds the lease to do a one-per-bot job (the Telegram poller)",
+            ["job"],
+            registry=r,
+        )
         self.circuit_state = Gauge(
             "botbridge_circuit_state",
             "Backend circuit breaker: 0 closed, 1 open (short-circuited), 2 half-open (trying)",

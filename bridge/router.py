@@ -23,7 +23,7 @@ from .commands import Commands
 from .config import AccessSettings, BridgeSettings
 from .delivery import Deferred, Delivery
 from .errors import NotOwner
-from .journal import Outcome, Reply, Stages
+from .journal import Entry, Outcome, Reply, Stages
 from .lanes import Lanes
 from .logs import brief
 from .metrics import Metrics
@@ -36,6 +36,14 @@ from .types import Addressed, Inbound, dedup_id
 log = logging.getLogger("bridge.router")
 
 __all__ = ["Outbox", "Router"]
+
+
+def needs_answer(inbound: Inbound) -> bool:
+    """Addressed to the bot, and saying something (a photo alone gets its short reply; a bare
+    @mention asks what the bot does: it gets the help)."""
+    return inbound.addressed is not Addressed.NOT and bool(
+        inbound.text.strip() or inbound.unsupported or inbound.addressed is Addressed.MENTION
+    )
 
 
 class Router:
@@ -84,10 +92,7 @@ class Router:
         platform = inbound.platform
         self._metrics.message(platform, "received")
         inbound = await cleaned(inbound)
-        if inbound.addressed is Addressed.NOT or not (
-            # A bare @mention asks what the bot does: it gets the help.
-            inbound.text.strip() or inbound.unsupported or inbound.addressed is Addressed.MENTION
-        ):
+        if not needs_answer(inbound):
             self._metrics.message(platform, "ignored")
             return False
         turn = Turn(
@@ -120,10 +125,7 @@ class Router:
         stage the journal recorded."""
         found = await self._stages.recoverable(platforms)
         for entry, inbound in found:
-            key = key_for(inbound, self._settings.session_keys)
-            turn = Turn(inbound, key, entry.event_id, self._clock(), entry=entry)
-            turn.accepted.set_result(True)
-            self._lanes.submit(turn.key, lambda turn=turn: self._run(turn))
+            self.take(entry, inbound)
             self._metrics.recovered.labels(str(entry.stage)).inc()
         if found:
             log.info("recovering %d pending message(s)", len(found))
@@ -132,6 +134,28 @@ class Router:
     def open(self) -> None:
         """Let the lanes run (once the adapters are up)."""
         self._lanes.release()
+
+    def take(self, entry: Entry, inbound: Inbound) -> asyncio.Future[None]:
+        """Queue a pending message (recovered, or claimed by a worker from the work queue) in
+        its session's lane, to resume at the stage its journal entry recorded. The future is
+        done once its turn has ended, however it ended."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._closing:
+            done.set_result(None)  # left pending: the next start (or holder) answers it
+            return done
+        key = key_for(inbound, self._settings.session_keys)
+        turn = Turn(inbound, key, entry.event_id, self._clock(), entry=entry)
+        turn.accepted.set_result(True)
+
+        async def run() -> None:
+            try:
+                await self._run(turn)
+            finally:
+                if not done.done():
+                    done.set_result(None)
+
+        self._lanes.submit(turn.key, run)
+        return done
 
     async def drain(self, timeout: float) -> bool:
         """Stop taking new work into lanes, finish what is queued within `timeout`, then cancel

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from ..config import BackendConfig
 from ..types import Answer, Question, Session
+from ._pacing import Pacing, StoreLimiters
 
 _CLASSES = {
     "echo": "bridge.backends.echo:EchoBackend",
@@ -53,9 +54,13 @@ def can_stream(backend: Backend) -> bool:
     return bool(getattr(backend, "streaming", False)) and hasattr(backend, "stream")
 
 
-def build_backend(name: str, config: BackendConfig) -> Backend:
+def build_backend(name: str, config: BackendConfig, *, pacing: Pacing | None = None) -> Backend:
+    """`pacing`: the store's shared rate limits (Redis), for the APIs that limit per key
+    (NexusGPT); without it those limits are kept per process."""
     module_name, _, class_name = _CLASSES[config.type].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
+    if pacing is not None and config.type == "nexusgpt":
+        return cls(name, config, StoreLimiters(pacing))
     return cls(name, config)
 
 

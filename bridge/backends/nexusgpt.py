@@ -18,7 +18,7 @@ import hashlib
 import logging
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 from weakref import WeakKeyDictionary
 
@@ -44,8 +44,8 @@ class SharedLimiters:
     uses that key in this process: the API counts messages per key, not per backend name.
 
     Keyed by a hash, so the key itself is never held as a dict key; per event loop, because an
-    `AsyncLimiter` belongs to the loop it first ran on (each test has its own loop). Several
-    processes sharing a key each keep under the limit alone; the API's 429 covers the sum.
+    `AsyncLimiter` belongs to the loop it first ran on (each test has its own loop). On the
+    Redis store every process shares one limit per key instead (`_pacing.StoreLimiters`).
     """
 
     def __init__(self) -> None:
@@ -64,9 +64,20 @@ class SharedLimiters:
 LIMITERS = SharedLimiters()
 
 
+class Limiter(Protocol):
+    async def acquire(self) -> None: ...
+
+
+class Limiters(Protocol):
+    """Where the per-key limiters come from: this process (`SharedLimiters`), or every process
+    on the store (`StoreLimiters`)."""
+
+    def get(self, base_url: str, api_key: str, per_minute: int) -> Limiter: ...
+
+
 class NexusGPTBackend:
     def __init__(
-        self, name: str, config: NexusGPTConfig, limiters: SharedLimiters = LIMITERS
+        self, name: str, config: NexusGPTConfig, limiters: Limiters = LIMITERS
     ) -> None:
         self.name = name
         self.config = config
@@ -79,7 +90,7 @@ class NexusGPTBackend:
         )
 
     @property
-    def limiter(self) -> AsyncLimiter:
+    def limiter(self) -> Limiter:
         cfg = self.config
         return self._limiters.get(
             cfg.base_url, cfg.api_key.get_secret_value(), cfg.messages_per_minute

@@ -32,6 +32,13 @@ class StoreConfig(Strict):
         "botbridge",
         description="redis: every key starts with this and ':' (bridges sharing one database)",
     )
+    partitions: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="redis, split roles: work-queue partitions (the most workers that share "
+        "the work); every process of one bridge must use the same number",
+    )
     lease: float = Field(
         20.0,
         ge=1,
@@ -107,6 +114,12 @@ class BridgeSettings(Strict):
     log_message_text: bool = Field(
         False,
         description="log what users wrote and the answers, at debug level only (never above)",
+    )
+    claim_idle: float = Field(
+        15.0,
+        ge=1,
+        description="redis: seconds a silent process keeps its work (a worker's partitions, "
+        "the Telegram poller) before another process takes it over",
     )
 
     def store_path(self) -> str:

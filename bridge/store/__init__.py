@@ -171,8 +171,15 @@ def open_store(settings: BridgeSettings, *, owner: bool = False) -> Store:
         from .redis import RedisStore  # imported only when configured
 
         store = settings.store
+        # Commands beyond this many at once wait for a connection; each partition a worker
+        # holds keeps one in a blocking read.
+        connections = store.partitions + 256
         return RedisStore(
-            store.url, store.prefix, lease=store.lease, session_ttl=settings.session_ttl
+            store.url,
+            store.prefix,
+            lease=store.lease,
+            session_ttl=settings.session_ttl,
+            connections=connections,
         )
     from .sqlite import SqliteStore
 

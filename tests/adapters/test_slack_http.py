@@ -178,7 +178,7 @@ async def test_event_the_bridge_could_not_accept_gets_no_200_so_slack_retries(
 
     bridge.store.journal.accept = disk_full_once
     payload = im("do not lose me")
-    assert (await events.post(payload)).status_code == 500  # not acknowledged: Slack retries
+    assert (await events.post(payload)).status_code == 503  # not acknowledged: Slack retries
     assert (await events.post(payload, retry_num=1)).status_code == 200
     await slack.wait_posted(1)
     assert await bridge.router.idle(5)

@@ -390,11 +390,13 @@ class FakeSlack(FakeServer):
         retry_reason: str = "",
         envelope_id: str | None = None,
         timeout: float = 5.0,
+        connection: int = -1,
     ) -> str:
-        """Deliver an Events API payload over the open socket; returns its envelope id."""
-        await eventually(lambda: self.sockets, timeout)
+        """Deliver an Events API payload over an open socket (the newest unless `connection`
+        says which: Slack gives each event to one of an app's connections); its envelope id."""
+        await eventually(lambda: len(self.sockets) > max(connection, -1), timeout)
         envelope_id = envelope_id or f"env-{next(_ids)}"
-        await self.sockets[-1].send_json(
+        await self.sockets[connection].send_json(
             {
                 "envelope_id": envelope_id,
                 "type": "events_api",

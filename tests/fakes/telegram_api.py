@@ -6,7 +6,8 @@ python-telegram-bot talks to it through `base_url=f"{fake.url}/bot"` and
 
 It answers the way Telegram does where tests depend on it: a text over 4096 UTF-16 units is
 `400 message is too long`, an unknown chat `400 chat not found`, getUpdates while a webhook is set
-`409 Conflict`, a wrong token `401 Unauthorized`; errors are `{"ok": false, "error_code",
+`409 Conflict`, a getUpdates still waiting when another one arrives `409 Conflict: terminated by
+other getUpdates request` (two pollers on one token), a wrong token `401 Unauthorized`; errors are `{"ok": false, "error_code",
 "description", "parameters"}`. Faults: `rate_limit_next` (429 retry_after), `reject_entities_next`
 (400 can't parse entities), `forbid_chat` (403, bot kicked), `fail_method` (any status, e.g.
 502), `conflict` (another poller), `stalled` (getUpdates never answers: a black-holed
@@ -168,6 +169,8 @@ class FakeTelegram(FakeServer):
         self.webhook: dict[str, Any] = {}
         self.stalled = False
         self.conflict = False
+        self._polls = 0  # getUpdates calls so far: a newer one ends a waiting older one
+        self.terminated = 0  # long polls ended by a newer one, 409 (two processes polling)
         self.forbidden: set[int] = set()
         self.files: dict[str, dict[str, Any]] = {}  # file_id -> getFile's File, plus the bytes
         self.downloads: list[str] = []  # file paths downloaded, in order
@@ -433,13 +436,23 @@ class FakeTelegram(FakeServer):
                 "that only one bot instance is running",
             )
         await self._hang_if_stalled()
+        self._polls += 1
+        mine = self._polls
         offset = int(params.get("offset") or 0)
         if offset > 0:  # confirms every update before it
             self.updates = [u for u in self.updates if u["update_id"] >= offset]
         wanted = params.get("allowed_updates") or None
         deadline = time.monotonic() + float(params.get("timeout") or 0)
         async with self._arrived:
+            self._arrived.notify_all()  # a long poll still waiting is ended by this one
             while True:
+                if self._polls != mine:
+                    self.terminated += 1
+                    raise ApiError(
+                        409,
+                        "Conflict: terminated by other getUpdates request; make sure "
+                        "that only one bot instance is running",
+                    )
                 ready = [
                     u
                     for u in self.updates

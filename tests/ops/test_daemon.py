@@ -64,13 +64,16 @@ class Daemon:
 
 
 @asynccontextmanager
-async def daemon(tmp_path: Path, config: dict) -> AsyncIterator[Daemon]:
+async def daemon(
+    tmp_path: Path, config: dict, *, role: str = "all", name: str = ""
+) -> AsyncIterator[Daemon]:
+    """`botbridge run --role ROLE` on `config`; `name` keeps several processes' files apart."""
     port = free_port()
     config = {**config, "http": {"host": "127.0.0.1", "port": port, "watch_interval": 0.2}}
     config.setdefault("bridge", {})["state_dir"] = str(tmp_path / "state")
-    path = tmp_path / "config.yaml"
+    path = tmp_path / f"{name}config.yaml"
     path.write_text(yaml.safe_dump(config))
-    log = tmp_path / "stderr.log"
+    log = tmp_path / f"{name}stderr.log"
     with log.open("wb") as stderr:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -79,6 +82,8 @@ async def daemon(tmp_path: Path, config: dict) -> AsyncIterator[Daemon]:
             "run",
             "-c",
             str(path),
+            "--role",
+            role,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
             cwd=ROOT,

@@ -6,7 +6,9 @@ a module of its own; every key starts with the store's prefix. What expires does
 with an id of its own and a lease (`lease:{owner}`) that a heartbeat renews every third of
 `lease` seconds while the store is open: the journal's pending messages belong to an owner, and
 those of an owner whose lease expired (a dead process) are taken over by the next
-`journal.pending()` of a live one.
+`journal.pending()` of a live one. The split roles (`botbridge run
+--role ingress|worker`) also use `workqueue` (Redis Streams) and `leases` (leases with fencing
+tokens); their keys carry a Redis Cluster hash tag (`tagged`), one per partition or lease.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 
 from .. import _forgotten
-from . import controls, counters, journal, sessions
+from . import claimed, controls, counters, fencing, journal, pacing, sessions, workqueue
+from ._errors import mapped
 from .lease import Keeper, Lease
 
 DEFAULT_LEASE = 20.0
 DEFAULT_SESSION_TTL = 30 * 86400.0
+# Commands wait this long for a free connection before failing as `StoreUnavailable`.
+POOL_TIMEOUT = 20.0
 
 
 class RedisStore:
@@ -36,12 +41,16 @@ class RedisStore:
         lease: float = DEFAULT_LEASE,
         session_ttl: float = DEFAULT_SESSION_TTL,
         clock: Callable[[], float] = time.time,
+        connections: int = 128,
     ) -> None:
+        """`connections`: the most open at once. Commands beyond that wait for one (a burst of
+        events must queue, not fail); a worker's partition readers each hold one while idle."""
         self._url = url
         self.prefix = prefix
         self.lease_ttl = lease
         self.session_ttl = session_ttl
         self.clock = clock
+        self.connections = connections
         self.forget_secret = ""  # read at open (see _forgotten)
         # Unique per open store, so a restarted process never mistakes its predecessor's
         # messages for its own (they are taken over once the old lease expires).
@@ -49,9 +58,13 @@ class RedisStore:
         self._redis: aioredis.Redis | None = None
         self._keeper: Keeper | None = None
         self.journal = journal.RedisJournal(self)
-        self.sessions = sessions.RedisSessions(self)
-        self.counters = counters.RedisCounters(self)
+        self.sessions = mapped(sessions.RedisSessions(self))
+        self.counters = mapped(counters.RedisCounters(self))
         self.controls = controls.RedisControls(self)
+        self.leases = fencing.RedisLeases(self)
+        self.workqueue = workqueue.RedisWorkQueue(self)
+        self.claimed = mapped(claimed.ClaimedRedisJournal(self))  # the split roles' journal
+        self.pacing = pacing.RedisPacing(self)  # rate limits shared by all processes
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -62,8 +75,16 @@ class RedisStore:
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
+    def tagged(self, tag: str, *parts: str) -> str:
+        """A key in the hash slot of `tag`: `{prefix}:{tag}:parts` (Redis Cluster keeps every
+        key with the same tag on one node, so one script may touch them all)."""
+        return ":".join((self.prefix, f"{{{tag}}}", *parts))
+
     async def open(self) -> None:
-        self._redis = redis = aioredis.from_url(self._url, decode_responses=True)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self._url, decode_responses=True, max_connections=self.connections, timeout=POOL_TIMEOUT
+        )
+        self._redis = redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
         try:
             await redis.ping()
             meta = self.key("meta")
