@@ -29,6 +29,11 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # after \r became \n
 _FENCE = re.compile(r"^[ \t]{0,3}```")
 _GRAPHEME = regex.compile(r"\X")
+# What attaches to the character before it (a combining mark, a zero-width joiner, a spacing mark).
+_JOINS_BEFORE = regex.compile(
+    r"[\p{Grapheme_Cluster_Break=Extend}\p{Grapheme_Cluster_Break=ZWJ}"
+    r"\p{Grapheme_Cluster_Break=SpacingMark}]"
+)
 _SENTENCE_END = re.compile(r"[.!?…。！？][\"')\]]*\s")
 
 Measure = Callable[[str], int]
@@ -114,19 +119,27 @@ def _window(text: str, budget: int, measure: Measure) -> int:
 
 def _cut(text: str, end: int) -> int:
     """Where to cut `text[:end]`: the gentlest boundary that still fills a fair share of the
-    window (a paragraph a third of the way in beats a word at the very end), else the window end."""
+    window (a paragraph a third of the way in beats a word at the very end), else the window end.
+    A space followed by a combining mark is one grapheme with it: never a place to cut."""
     window = text[:end]
     for pattern, share in (("\n\n", 0.3), ("\n", 0.4)):
         at = window.rfind(pattern, int(end * share))
         if at > 0:
             return at + len(pattern)
     sentences = [m.end() for m in _SENTENCE_END.finditer(window, end // 2)]
+    sentences = [at for at in sentences if _between_graphemes(text, at)]
     if sentences:
         return sentences[-1]
     spaces = [m.end() for m in re.finditer(r"\s", window)]
-    if spaces and spaces[-1] > 0:
+    spaces = [at for at in spaces if at > 0 and _between_graphemes(text, at)]
+    if spaces:
         return spaces[-1]
     return end
+
+
+def _between_graphemes(text: str, at: int) -> bool:
+    """Whether `at` (just after a space) is a grapheme boundary: no mark joins what follows."""
+    return at >= len(text) or _JOINS_BEFORE.match(text, at) is None
 
 
 def _take(

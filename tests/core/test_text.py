@@ -147,3 +147,9 @@ async def test_preparing_ten_megabytes_never_stalls_the_loop():
     # Generous: measured ~10 ms here (the longest single pass in C over 10 MB); the machine is
     # shared, so only a stall far beyond that fails.
     assert watch.longest < 0.15, f"the loop stalled for {watch.longest * 1000:.0f} ms"
+
+
+def test_a_space_joined_to_a_combining_mark_is_not_a_place_to_cut():
+    # " ั" (a space and a Thai vowel mark) is one grapheme: the cut falls elsewhere.
+    text = "0000000 \u0e3100000000"
+    assert split(text, 16) == ["0000000 \u0e310000000", "0"]
