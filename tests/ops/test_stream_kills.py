@@ -22,12 +22,15 @@ import pytest
 
 from bridge.config.core import DEFAULT_APOLOGY
 from bridge.journal import Shown
+from bridge.store.redis import RedisStore
 from bridge.text import split, utf16_len
+from tests.conftest import REDIS_URL, redis_prefix
 from tests.fakes.base import eventually
 from tests.fakes.discord_gateway import ALICE, TOKEN, FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, im
 from tests.fakes.telegram_api import FakeTelegram, group, user
+from tests.ops.scaleout_world import processes, split_config
 from tests.ops.test_daemon import Daemon, daemon, stop
 
 pytestmark = pytest.mark.timeout(120)
@@ -204,3 +207,37 @@ async def test_slack_the_open_stream_is_stopped_and_becomes_the_answer(tmp_path,
     assert not message["streaming"] and "markdown" not in message
     assert apologised(message["text"])  # the server keeps the conversation: not asked again
     assert len(llm.calls_to("/v1/chat/completions")) == 1
+
+
+async def test_a_worker_killed_mid_stream_the_next_holder_finishes_the_group_reply(tmp_path):
+    """Scale-out: the worker streaming a group answer is SIGKILLed; the worker that takes over
+    its partition finds the record on Redis (written under the claim's fence) and edits the
+    partial reply into the answer."""
+    alice, chat = user(42, "Alice"), group(-100)
+    async with redis_prefix() as prefix, FakeTelegram() as telegram, writing() as llm:
+        cfg = split_config(telegram, llm, redis_url=REDIS_URL, prefix=prefix, partitions=2)
+        cfg["backends"]["main"].update(stream=True, timeout=60)
+        cfg["adapters"]["telegram"]["streaming"] = STREAMING
+        redis = RedisStore(REDIS_URL, prefix=prefix)
+        await redis.open()
+
+        async def record_on_redis() -> Shown | None:
+            async for key in redis.redis.scan_iter(match=f"{prefix}:*:entry:*"):
+                if found := await redis.redis.hget(key, "stream"):
+                    return Shown.from_dict(json.loads(found))
+            return None
+
+        try:
+            async with processes(tmp_path, cfg, ["ingress", "worker"]) as (_, first):
+                await telegram.push(telegram.group_message(chat, alice, "@bridge_bot tell me"))
+                await eventually(lambda: telegram.sent and record_on_redis(), 20)
+                first.proc.kill()
+                await first.proc.wait()
+            [partial] = telegram.sent
+            assert partial["text"] != ANSWER
+            async with daemon(tmp_path, cfg, role="worker", name="second-") as second:
+                await eventually(lambda: telegram.sent[0]["text"] == ANSWER, 60, every=0.05)
+                assert await stop(second) == 0
+        finally:
+            await redis.close()
+    assert telegram.texts(-100) == [ANSWER]  # the partial reply became the answer
