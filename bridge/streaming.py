@@ -252,9 +252,9 @@ class StreamedReply:
         self._metrics.stream_updates.labels(self._platform, "sent").inc()
         self._shown = text
         self._last_show = self._clock()
+        await self._visible()
         if self._recorder is not None:
             await self._recorder.showing(self._live.current, text)
-        await self._visible()
 
     async def _seal(self, part: str, *, last: bool = False) -> None:
         if self._recorder is not None and self._live.current is None:
