@@ -188,6 +188,8 @@ class Metrics:
                 self.messages.labels(platform, outcome)
             for outcome in ("sent", "rate_limited", "failed"):
                 self.stream_updates.labels(platform, outcome)
+            for how in ("asked_again", "apology", "delivered"):
+                self.streams_resumed.labels(platform, how)
             self.adapter_connected.labels(platform)
             self.possibly_repeated.labels(platform)
             self.delivery_retries.labels(platform)
