@@ -126,7 +126,7 @@ async def test_telegram_a_long_answer_continues_after_its_finished_part_never_re
     answer = " ".join(f"Line {n}: a long answer needs three messages." for n in range(200))
     parts = split(answer, 4096, utf16_len)
     assert len(parts) == 3
-    async with FakeTelegram() as telegram, writing(answer, chunk=60) as llm:
+    async with FakeTelegram() as telegram, writing(answer, chunk=100) as llm:
         cfg = config(tmp_path, llm, telegram_section(telegram), "bridge")
         async with daemon(tmp_path, cfg) as first:
             await first.ready(True, 30)
