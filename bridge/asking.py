@@ -26,7 +26,7 @@ from .pictures import PictureSource
 from .profiles import Profile, Profiles
 from .questions import Questions
 from .retention import touch
-from .stream_journal import Recorder, after_shown, asks_again, count_resumed, into_shown
+from .stream_journal import Recorder, count_resumed, finish
 from .streaming import Live, StreamedReply
 from .text import prepare_async, utf16_len
 from .types import Answer, Inbound, Limits, Session
@@ -101,14 +101,14 @@ class Asker:
         # A crash cut its streamed answer short: finish it in the messages the user has.
         turn.profile = profile = self._profiles.for_inbound(turn.inbound)
         turn.backend = profile.backend
-        stateless = bool(getattr(self._backends[profile.backend], "stateless", False))
-        if asks_again(stateless, shown):
-            how, reply = "asked_again", into_shown(await self._ask_again(turn, text), shown)
-        elif shown.done:
-            how, reply = "delivered", after_shown(shown, None)
-        else:
-            rest = f"{shown.text}\n\n{self._settings.apology}".strip()
-            how, reply = "apology", after_shown(shown, await self.reply(turn, rest, kind="apology"))
+        how, reply = await finish(
+            shown,
+            stateless=bool(getattr(self._backends[profile.backend], "stateless", False)),
+            ask_again=lambda: self._ask_again(turn, text),
+            apologise=lambda shown_text: self.reply(
+                turn, f"{shown_text}\n\n{self._settings.apology}".strip(), kind="apology"
+            ),
+        )
         count_resumed(self._metrics, turn.inbound.platform, shown, how, turn.dedup_id)
         return reply
 

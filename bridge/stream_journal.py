@@ -72,6 +72,25 @@ class Recorder:
             log.warning("recording a streamed answer failed: %r", exc)
 
 
+async def finish(
+    shown: Shown,
+    *,
+    stateless: bool,
+    ask_again: Callable[[], Awaitable[Reply]],
+    apologise: Callable[[str], Awaitable[Reply]],
+) -> tuple[str, Reply]:
+    """How a stream a crash cut short ends (`asked_again`, `delivered` or `apology`), and the
+    reply that finishes it in the messages already shown. `apologise(text)`: `text` and the
+    apology, as a reply."""
+    if shown.done:
+        return "delivered", after_shown(shown, None)
+    if asks_again(stateless, shown):
+        reply = await ask_again()
+        if reply.kind != "apology":  # a failed second call keeps what was shown, and apologises
+            return "asked_again", into_shown(reply, shown)
+    return "apology", after_shown(shown, await apologise(shown.text))
+
+
 def asks_again(stateless: bool, shown: Shown) -> bool:
     """Whether a stream a crash cut short is asked for again: only where a second call adds no
     second turn to a conversation a server keeps, and before any part was final (a new answer

@@ -11,7 +11,7 @@ import pytest
 from bridge.errors import NotOwner
 from bridge.journal import Outcome, Reply, Shown, Stage
 from bridge.store.sqlite import SqliteStore
-from bridge.stream_journal import Recorder, after_shown, asks_again, into_shown
+from bridge.stream_journal import Recorder, after_shown, asks_again, finish, into_shown
 from tests.core.test_ownership import redis_stores  # noqa: F401  (a fixture)
 from tests.core.test_store import dm, store, stores  # noqa: F401  (fixtures)
 from tests.fakes.base import eventually
@@ -121,3 +121,30 @@ def test_asked_again_only_where_harmless_and_before_anything_was_final():
     # Every part delivered before the crash: nothing left to post, no apology.
     delivered = after_shown(Shown(("a", "b"), ("m-1", "m-2"), done=True), None)
     assert delivered == Reply(("a", "b"), posted=("m-1", "m-2"))
+
+
+async def test_a_failed_second_call_keeps_what_was_shown_and_apologises():
+    growing = Shown(live="m-1", text="so far")
+    asked: list[str] = []
+
+    async def ask_again(kind: str) -> Reply:
+        asked.append(kind)
+        return Reply(("the new answer",) if kind == "answer" else ("Sorry.",), kind)
+
+    async def apologise(text: str) -> Reply:
+        return Reply((f"{text}\n\nSorry.",), "apology")
+
+    async def finish_with(shown: Shown, stateless: bool, kind: str = "answer"):
+        return await finish(shown, stateless=stateless, ask_again=lambda: ask_again(kind),
+                            apologise=apologise)  # fmt: skip
+
+    assert await finish_with(growing, True) == (
+        "asked_again", Reply(("the new answer",), edit="m-1")
+    )
+    assert await finish_with(growing, True, "apology") == (
+        "apology", Reply(("so far\n\nSorry.",), "apology", edit="m-1")
+    )
+    assert await finish_with(growing, False) == (
+        "apology", Reply(("so far\n\nSorry.",), "apology", edit="m-1")
+    )
+    assert asked == ["answer", "apology"]  # never asked where the server keeps the conversation
