@@ -37,6 +37,10 @@ class DiscordLive:
         self._message: discord.Message | None = None
         self._shown = ""
 
+    @property
+    def current(self) -> str | None:
+        return None if self._message is None else str(self._message.id)
+
     async def show(self, text: str) -> None:
         try:
             if self._message is None:

@@ -61,6 +61,13 @@ class SlackLive:
         self._streaming = False  # it is a chat stream still open
         self._held = ""  # the text of the current part the message holds
         self._before = ""  # text of the current part in earlier (expired) messages
+        self._first: str | None = None  # the expired message the current part began in
+
+    @property
+    def current(self) -> str | None:
+        # After an expired stream the part began in an earlier message: that one is finished
+        # with the part after a crash (the later one keeps its tail; see the README).
+        return self._first or self._ts
 
     async def show(self, text: str) -> None:
         if not text.startswith(self._before):
@@ -107,6 +114,7 @@ class SlackLive:
         log.info("slack: a chat stream expired in %s; the answer goes on in a new message",
                  self._channel)  # fmt: skip
         self._before += self._held
+        self._first = self._first or self._ts
         self._ts, self._streaming, self._held = None, False, ""
 
     async def _update(self, text: str) -> None:
@@ -148,6 +156,7 @@ class SlackLive:
             )
             ids.append(str(response["ts"]))
         self._ts, self._streaming, self._held, self._before = None, False, "", ""
+        self._first = None
         return ids
 
     async def close(self) -> None:

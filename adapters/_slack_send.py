@@ -6,7 +6,9 @@ a crash before its `ts` was recorded), the thread (`conversations.replies`) or t
 (`conversations.history`) is searched for a message carrying that key first, and its `ts` is
 returned instead of posting again. Slack's definitive refusals (the channel is gone, archived,
 the bot is not in it, the account is inactive, the message can never be accepted) make the reply
-undeliverable; anything else is a passing failure that delivery retries.
+undeliverable; anything else is a passing failure that delivery retries. A part that replaces
+the message a stream cut short by a crash was growing in (`Outbound.edit`) stops that stream
+first, if Slack has not ended it already, then becomes the part's text (`chat.update`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ async def post(client: AsyncWebClient, outbound: Outbound, metrics: Metrics) -> 
         return ""  # nothing Slack would show
     # In a channel the answer goes to the asking message's thread (the router copies it).
     thread = outbound.thread_id or outbound.reply_to
+    if outbound.edit and await _replace(client, outbound.chat_id, outbound.edit, text):
+        return outbound.edit
     if outbound.retry and outbound.key:
         found = await _find(client, outbound, thread, metrics)
         if found:
@@ -80,17 +84,39 @@ async def post(client: AsyncWebClient, outbound: Outbound, metrics: Metrics) -> 
     try:
         response = await client.chat_postMessage(**arguments)
     except SlackApiError as exc:
-        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-        if error in REFUSALS:
-            raise Undeliverable(f"chat.postMessage: {error}") from None
-        status = exc.response.status_code
-        raise DeliveryFailed(
-            f"chat.postMessage: {error or f'HTTP {status}'}", maybe_sent=status >= 500
-        ) from None
+        raise _failed("chat.postMessage", exc) from None
     except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
         # It may have been posted: the next attempt looks for it by its metadata first.
         raise DeliveryFailed(f"chat.postMessage: {type(exc).__name__}", maybe_sent=True) from None
     return str(response.get("ts") or "")
+
+
+async def _replace(client: AsyncWebClient, channel: str, ts: str, text: str) -> bool:
+    """Make message `ts` (a stream left by a dead process) hold `text`; False when it is gone."""
+    try:
+        await client.chat_stopStream(channel=channel, ts=ts)
+    except SlackApiError as exc:  # ended by Slack after ~5 minutes, or never a stream: fine
+        log.info("slack: stopping the stream %s left open: %s", ts, exc.response.get("error"))
+    except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+        raise DeliveryFailed(f"chat.stopStream: {type(exc).__name__}") from None
+    try:
+        await client.chat_update(channel=channel, ts=ts, text=text, blocks=[])
+    except SlackApiError as exc:
+        if exc.response.get("error") in ("message_not_found", "cant_update_message"):
+            log.info("slack: message %s in %s is gone; posting anew", ts, channel)
+            return False
+        raise _failed("chat.update", exc) from None
+    except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+        raise DeliveryFailed(f"chat.update: {type(exc).__name__}") from None
+    return True
+
+
+def _failed(method: str, exc: SlackApiError) -> Exception:
+    error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+    if error in REFUSALS:
+        return Undeliverable(f"{method}: {error}")
+    status = exc.response.status_code
+    return DeliveryFailed(f"{method}: {error or f'HTTP {status}'}", maybe_sent=status >= 500)
 
 
 async def _find(

@@ -54,6 +54,11 @@ class TelegramLive:
         self.refresh: float | None = DRAFT_REFRESH if draft else None
         self.message_ids: list[int] = []  # every message now holding a finished part
 
+    @property
+    def current(self) -> str | None:
+        """The message edited in place (a draft has no id, and fades by itself)."""
+        return None if self._message is None else str(self._message)
+
     async def show(self, text: str) -> None:
         body, entities = render(text)[0]  # a preview shows the first message's worth
         try:

@@ -93,7 +93,9 @@ class Sender:
         thread = int(outbound.thread_id) if outbound.thread_id else None
         # Only the reply's first part quotes the question; the rest follow it in order.
         reply = reply_to(outbound.reply_to) if outbound.part == 0 else None
-        _, ids = await self.post(chat_id, outbound.text, reply=reply, thread=thread)
+        # A part that finishes a message a crash left mid-stream replaces it (its first id).
+        edit = int(outbound.edit.split(",")[0]) if outbound.edit else None
+        _, ids = await self.post(chat_id, outbound.text, reply=reply, thread=thread, edit=edit)
         return ids
 
     async def post(

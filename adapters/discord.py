@@ -241,6 +241,9 @@ class DiscordAdapter:
         reply_to = outbound.reply_to if outbound.part == 0 else None
         channel, reference, allowed = self._target(outbound.chat_id, reply_to)
         try:
+            edit = outbound.edit
+            if edit and await self._replace(channel, edit, outbound.text, allowed):
+                return edit
             message = await channel.send(
                 outbound.text,
                 reference=reference,  # type: ignore[arg-type]
@@ -261,6 +264,21 @@ class DiscordAdapter:
             # Maybe posted: a resend carries the same nonce, so Discord does not post it twice.
             raise DeliveryFailed(f"{type(exc).__name__}: {exc}", maybe_sent=True) from None
         return str(message.id)
+
+    @staticmethod
+    async def _replace(
+        channel: discord.PartialMessageable, message_id: str, text: str,
+        allowed: discord.AllowedMentions,
+    ) -> bool:  # fmt: skip
+        """Make the message a crash left mid-stream hold `text`; False when it is gone."""
+        try:
+            await channel.get_partial_message(int(message_id)).edit(
+                content=text, allowed_mentions=allowed
+            )
+        except discord.NotFound:
+            log.info("discord: message %s is gone; posting anew", message_id)
+            return False
+        return True
 
     def live(self, inbound: Inbound) -> DiscordLive | None:
         """The answer sent early and edited in place as it grows (`streaming:`)."""

@@ -18,7 +18,7 @@ from .backends import Backend, can_stream
 from .budgets import Budgets
 from .config import BridgeSettings
 from .delivery import Poster
-from .errors import BackendError, InputTooLong, PictureError, PictureUnavailable
+from .errors import BackendError, InputTooLong, NotOwner, PictureError, PictureUnavailable
 from .journal import Entry, Reply, SessionWrite, Stages
 from .logs import brief
 from .metrics import Metrics
@@ -26,6 +26,7 @@ from .pictures import PictureSource
 from .profiles import Profile, Profiles
 from .questions import Questions
 from .retention import touch
+from .stream_journal import Recorder, count_resumed, finish
 from .streaming import Live, StreamedReply
 from .text import prepare_async, utf16_len
 from .types import Answer, Inbound, Limits, Session
@@ -94,6 +95,29 @@ class Asker:
 
     async def ask(self, turn: Turn, text: str) -> Reply | str:
         """The reply to store for `turn`, or `STREAMED` (already on the platform)."""
+        shown = turn.entry.stream if turn.entry is not None else None
+        if shown is None:
+            return await self._ask(turn, text)
+        # A crash cut its streamed answer short: finish it in the messages the user has.
+        turn.profile = profile = self._profiles.for_inbound(turn.inbound)
+        turn.backend = profile.backend
+        how, reply = await finish(
+            shown,
+            stateless=bool(getattr(self._backends[profile.backend], "stateless", False)),
+            ask_again=lambda: self._ask_again(turn, text),
+            apologise=lambda shown_text: self.reply(
+                turn, f"{shown_text}\n\n{self._settings.apology}".strip(), kind="apology"
+            ),
+        )
+        count_resumed(self._metrics, turn.inbound.platform, shown, how, turn.dedup_id)
+        return reply
+
+    async def _ask_again(self, turn: Turn, text: str) -> Reply:
+        reply = await self._ask(turn, text)
+        assert isinstance(reply, Reply)  # asked before: never streamed again
+        return reply
+
+    async def _ask(self, turn: Turn, text: str) -> Reply | str:
         inbound = turn.inbound
         turn.profile = profile = self._profiles.for_inbound(inbound)
         turn.backend = name = profile.backend
@@ -185,10 +209,14 @@ class Asker:
             live, limits=self._outbox.limits(inbound.platform), apology=self._settings.apology,
             empty=EMPTY_ANSWER, working=self._outbox.working(inbound), metrics=self._metrics,
             platform=inbound.platform, started=turn.started, clock=self._clock,
+            recorder=Recorder(
+                lambda shown: self._stages.streaming(turn.dedup_id, shown),
+                interval=live.settings.record_interval, clock=self._clock,
+            ),
         )  # fmt: skip
         try:
             streamed = await reply.run(pieces)
-        except BackendError:
+        except (BackendError, NotOwner):
             raise
         except Exception as exc:  # the platform refused the final parts
             self._metrics.message(inbound.platform, "failed")

@@ -107,6 +107,7 @@ class GuardedBackend:
         self.backend = backend
         self.breaker = breaker
         self.streaming = can_stream(backend)
+        self.stateless = bool(getattr(backend, "stateless", False))
 
     async def ask(self, session: Session, question: Question) -> Answer:
         return await self._call(self.backend.ask, session, question)

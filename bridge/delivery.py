@@ -158,7 +158,8 @@ class Delivery:
                 await self._journal.sending(job.event_id, part, mark)
             if after_maybe:
                 after_maybe = False
-                self._repeating(job, part, maybe_posted or mark)
+                if job.edits(part) is None:  # an edit done twice shows once
+                    self._repeating(job, part, maybe_posted or mark)
             try:
                 message_id = await self._poster.send(job.outbound(part, maybe_posted is not None))
             except DeliveryFailed as exc:
@@ -242,6 +243,10 @@ class _Job:
     inbound: Inbound
     reply: Reply
 
+    def edits(self, part: int) -> str | None:
+        """The message `part` replaces (the next after those a cut-short stream posted)."""
+        return self.reply.edit if part == len(self.reply.posted) else None
+
     def outbound(self, part: int, retry: bool) -> Outbound:
         inbound, reply = self.inbound, self.reply
         return Outbound(
@@ -257,4 +262,5 @@ class _Job:
             kind=reply.kind,
             event_id=self.event_id,
             retry=retry,
+            edit=self.edits(part),
         )

@@ -1,7 +1,8 @@
 """The delivery journal: the stages a message goes through, as the store records them, and what
 each stage means when the message comes back after a crash, a restart or another process's death.
 
-accepted → asked (recorded before the backend call; counted) → answered (the reply's parts, already
+accepted → asked (recorded before the backend call; counted; a streamed answer also records what
+the user sees as it grows: `Shown`) → answered (the reply's parts, already
 cleaned and split for the platform, stored before anything is sent) → for each part, in order,
 "sending" (recorded before the post) then "sent" (the platform's message id) → completed (text and
 reply dropped; the event id kept for deduplication until its TTL, with the outcome). The store
@@ -56,17 +57,63 @@ class Reply:
 
     parts: tuple[str, ...]  # each within the platform's limit, posted in order
     kind: str = "answer"  # "answer", "notice" or "apology"
+    # Finishing a stream a crash cut short: the ids of the first parts, already on the platform
+    # (the journal starts with them as sent), and the message the next part replaces instead of
+    # being posted anew (the one the stream was growing in).
+    posted: tuple[str, ...] = ()
+    edit: str | None = None
 
     @property
     def outcome(self) -> Outcome:
         return OUTCOME_OF_KIND.get(self.kind, Outcome.NOTICE)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"parts": list(self.parts), "kind": self.kind}
+        data: dict[str, Any] = {"parts": list(self.parts), "kind": self.kind}
+        if self.posted or self.edit:
+            data.update(posted=list(self.posted), edit=self.edit)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reply:
-        return cls(tuple(str(p) for p in data["parts"]), str(data.get("kind", "answer")))
+        edit = data.get("edit")
+        return cls(
+            tuple(str(p) for p in data["parts"]),
+            str(data.get("kind", "answer")),
+            tuple(str(p) for p in data.get("posted", ())),
+            None if edit is None else str(edit),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """What a streamed answer has put before the user so far (stage asked), recorded as it
+    grows: the parts already finished and their messages, the message showing the rest, its text.
+    After a crash the answer is finished in those messages, never posted a second time."""
+
+    parts: tuple[str, ...] = ()  # finished parts, as delivered
+    sent: tuple[str, ...] = ()  # the platform message id(s) of each finished part
+    live: str | None = None  # the message showing `text` (None: none, or a draft that fades)
+    text: str = ""  # the growing part's text as last recorded
+    posting: bool = False  # a finished part was being posted anew: it may be on the platform
+    done: bool = False  # every part is delivered: nothing is left to post
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parts": list(self.parts), "sent": list(self.sent), "live": self.live,
+            "text": self.text, "posting": self.posting, "done": self.done,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Shown:
+        live = data.get("live")
+        return cls(
+            tuple(str(p) for p in data.get("parts", ())),
+            tuple(str(i) for i in data.get("sent", ())),
+            None if live is None else str(live),
+            str(data.get("text", "")),
+            bool(data.get("posting", False)),
+            bool(data.get("done", False)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +148,7 @@ class Entry:
     # part may be on the platform already.
     sending: float | None = None
     accepted: float = 0.0  # wall-clock time of acceptance
+    stream: Shown | None = None  # asked, and streamed: what the user was shown so far
     owner: str = field(default="", compare=False)  # the process holding it (shared stores)
 
     @property
@@ -168,7 +216,13 @@ class Stages:
         sending = await self._store.journal.answered(event_id, reply, session)
         if session is not None:
             await self.put_session(session)
-        return await self._delivery.deliver(event_id, inbound, reply, sending=sending)
+        return await self._delivery.deliver(
+            event_id, inbound, reply, sent=len(reply.posted), sending=sending
+        )
+
+    async def streaming(self, event_id: str, shown: Shown) -> None:
+        """Record what a streamed answer shows so far (stage asked)."""
+        await self._store.journal.streaming(event_id, shown)
 
     async def resume(self, entry: Entry, inbound: Inbound) -> Outcome:
         """A message recovered with its reply stored: never asked again; its session state is

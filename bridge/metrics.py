@@ -120,6 +120,14 @@ class Metrics:
             ["platform", "outcome"],
             registry=r,
         )
+        self.streams_resumed = Counter(
+            "botbridge_streams_resumed",
+            "Streamed answers a crash cut short, finished after the restart in the messages "
+            "already shown, by how (asked_again, apology: what was shown plus the apology, "
+            "delivered: nothing was missing)",
+            ["platform", "how"],
+            registry=r,
+        )
         self.delivery_retries = Counter(
             "botbridge_delivery_retries",
             "Reply parts that could not be posted for a passing reason and wait to be tried again",
@@ -180,6 +188,8 @@ class Metrics:
                 self.messages.labels(platform, outcome)
             for outcome in ("sent", "rate_limited", "failed"):
                 self.stream_updates.labels(platform, outcome)
+            for how in ("asked_again", "apology", "delivered"):
+                self.streams_resumed.labels(platform, how)
             self.adapter_connected.labels(platform)
             self.possibly_repeated.labels(platform)
             self.delivery_retries.labels(platform)

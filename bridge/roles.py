@@ -282,6 +282,10 @@ class _GuardedLive:
         self.settings = live.settings
         self.refresh = live.refresh
 
+    @property
+    def current(self) -> str | None:
+        return self._live.current
+
     async def show(self, text: str) -> None:
         self._check()
         await self._live.show(text)

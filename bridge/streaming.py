@@ -6,6 +6,7 @@ streams). `StreamedReply` reads the backend's increments in one task and shows t
 `<think>` held back, an update only when due (`min_chars`, `min_interval`, the wait a 429 asked
 for), each part sealed as soon as the growing text decides it, and the final parts delivered even
 if every update before them failed. Nothing is dropped: an update shows all the text so far.
+What is shown is recorded in the journal as it grows (`bridge.stream_journal`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 from .config import StreamingSettings
 from .errors import BackendError, Timeout
 from .metrics import Metrics
+from .stream_journal import Recorder
 from .stream_text import Sealer, ThinkFilter
 from .text import clean, split, utf16_len
 from .types import Answer, Limits
@@ -49,6 +51,12 @@ class Live(Protocol):
     # Seconds after which an unchanged preview must be shown again (a Telegram draft fades after
     # about 30 s); None: a shown text stays.
     refresh: float | None
+
+    @property
+    def current(self) -> str | None:
+        """The platform message showing the text being written, for the journal (None: none
+        yet, or a preview that fades by itself, a Telegram draft): after a crash the answer
+        is finished in it."""
 
     async def show(self, text: str) -> None:
         """Show `text` (Markdown, within one message's limit) as the message being written now;
@@ -90,8 +98,10 @@ class StreamedReply:
         platform: str,
         started: float,
         clock: Callable[[], float],
+        recorder: Recorder | None = None,
     ) -> None:
         self._live = live
+        self._recorder = recorder
         self._settings = live.settings
         self._measure = utf16_len if limits.utf16 else len
         self._limit = limits.max_len
@@ -243,9 +253,15 @@ class StreamedReply:
         self._shown = text
         self._last_show = self._clock()
         await self._visible()
+        if self._recorder is not None:
+            await self._recorder.showing(self._live.current, text)
 
-    async def _seal(self, part: str) -> None:
-        await self._live.seal(part)
+    async def _seal(self, part: str, *, last: bool = False) -> None:
+        if self._recorder is not None and self._live.current is None:
+            await self._recorder.posting(part)
+        ids = await self._live.seal(part)
+        if self._recorder is not None:
+            await self._recorder.sealed(part, ids, last=last)
         self._delivered.append(part)
         self._shown = ""
         self._last_show = self._clock()
@@ -279,8 +295,10 @@ class StreamedReply:
                 "%s: streamed parts differ from the final answer's; sending the rest as is",
                 self._platform,
             )
-        for part in parts[done:]:
-            await self._seal(part)
+        for number in range(done, len(parts)):
+            await self._seal(parts[number], last=number == len(parts) - 1)
+        if done == len(parts) and self._recorder is not None:
+            await self._recorder.finished()
         answer = self._answer if failure is None else None
         return Streamed(answer, failure, len(self._delivered), self._clock())
 

@@ -129,6 +129,9 @@ class Outbound:
     # An earlier attempt at this part may have been posted (a timeout, a crash before its id was
     # recorded): an adapter that can tell (Slack metadata) looks before posting again.
     retry: bool = False
+    # The platform message this part replaces instead of being posted anew: the message a stream
+    # cut short by a crash was growing in. An edit cannot appear twice.
+    edit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

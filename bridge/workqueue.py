@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from .errors import NotOwner, StoreUnavailable
-from .journal import Entry, Outcome, Reply, SessionWrite
+from .journal import Entry, Outcome, Reply, SessionWrite, Shown
 from .leases import LeaseStore, Partitions
 from .metrics import Metrics
 from .types import ChatKind, Inbound, Outbound
@@ -299,6 +299,9 @@ class ClaimedJournal:
 
     async def sending(self, event_id: str, part: int, at: float | None) -> None:
         await self._write(event_id, "sending", part, at)
+
+    async def streaming(self, event_id: str, shown: Shown) -> None:
+        await self._write(event_id, "streaming", shown)
 
     async def sent(self, event_id: str, part: int, message_id: str) -> float:
         return await self._write(event_id, "sent", part, message_id)

@@ -44,6 +44,9 @@ class StreamingBackend(Backend, Protocol):
     configured to (openai `stream: true`); the router only calls `stream` then."""
 
     streaming: bool
+    # Asking it again adds no second turn to a conversation a server keeps (the bridge keeps
+    # the history): a stream a crash cut short may be asked for again.
+    stateless: bool
 
     def stream(self, session: Session, text: str) -> AsyncIterator[str | Answer]:
         """Text increments as the API produces them, then exactly one `Answer` (the whole text,

@@ -43,6 +43,10 @@ class OpenAIBackend:
             name, config, base_url=config.base_url.rstrip("/") + "/", headers=headers
         )
 
+    @property
+    def stateless(self) -> bool:
+        return self.config.session == "bridge"
+
     async def ask(self, session: Session, question: Question) -> Answer:
         body, headers = self._request(session, question)
         response = await self._api.call(

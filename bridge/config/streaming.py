@@ -23,3 +23,8 @@ class StreamingSettings(Strict):
         60.0, gt=0, description="seconds without new text before the answer ends with what "
         "arrived plus the apology",
     )
+    record_interval: float = Field(
+        3.0, gt=0, le=300, description="seconds between two journal records of a growing answer's "
+        "text (a crash loses at most this much of what was shown; finished parts and a new "
+        "message are recorded at once)",
+    )

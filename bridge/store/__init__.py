@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..config import BridgeSettings
-from ..journal import Entry, Outcome, Reply, SessionWrite
+from ..journal import Entry, Outcome, Reply, SessionWrite, Shown
 
 # A message's sender as the journal keeps it: (platform, workspace, platform user id).
 Sender = tuple[str, str | None, str]
@@ -47,7 +47,13 @@ class Journal(Protocol):
         self, event_id: str, reply: Reply, session: SessionWrite | None = None
     ) -> float | None:
         """Stage answered: the reply (and the backend's new session state, if any) stored before
-        anything is sent, and part 0 marked as sending. The time of that mark (None: no parts)."""
+        anything is sent, and its first part not yet posted (`Reply.posted`: the parts a stream
+        cut by a crash delivered, recorded as sent) marked as sending. The time of that mark
+        (None: nothing left to post)."""
+
+    async def streaming(self, event_id: str, shown: Shown) -> None:
+        """Still asked, the answer streaming: what the user sees so far, replacing the last
+        record (kept until the message is completed)."""
 
     async def sending(self, event_id: str, part: int, at: float | None) -> None:
         """Mark `part` as sending since `at` (before another attempt), or clear the mark (None:

@@ -10,6 +10,7 @@ import pytest
 
 from adapters.discord import DiscordAdapter
 from bridge.metrics import Metrics
+from bridge.types import Outbound
 from tests.adapters.streaming_world import MARKDOWN, routed_config, writing_model
 from tests.adapters.test_discord import discord_section, posts
 from tests.fakes.base import eventually
@@ -113,3 +114,14 @@ async def test_think_never_appears_in_any_message_or_edit(fake, llm, running):
     await eventually(lambda: llm.finished and contents(fake, fake.dm_channel(ALICE)) == [MARKDOWN], 20)
     seen = [e["content"] for e in fake.edits] + contents(fake, fake.dm_channel(ALICE))
     assert not [t for t in seen if "SECRET" in t or "think" in t.lower()]
+
+
+async def test_a_part_replacing_a_message_that_is_gone_is_posted_anew(fake, llm, running):
+    """Finishing a stream a crash cut short: the growing message was deleted meanwhile."""
+    bridge = await start(running, fake, llm)
+    [adapter] = bridge.adapters
+    channel = str(fake.dm_channel(ALICE))
+    first = await adapter.send(Outbound("discord", channel, "the answer, whole", edit="404404"))
+    assert contents(fake, int(channel)) == ["the answer, whole"]
+    again = await adapter.send(Outbound("discord", channel, "the answer, edited", edit=first))
+    assert again == first and contents(fake, int(channel)) == ["the answer, edited"]

@@ -9,6 +9,7 @@ import pytest
 from adapters._slack_format import to_mrkdwn
 from adapters.slack import SlackAdapter
 from bridge.metrics import Metrics
+from bridge.types import Outbound
 from tests.adapters.streaming_world import MARKDOWN, routed_config, writing_model
 from tests.fakes.base import eventually
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, im, mention
@@ -104,3 +105,14 @@ async def test_think_never_appears_in_any_stream_or_update(slack, llm, running):
     sent = [a.get("markdown_text", "") for m, a in slack.api_calls if "Stream" in m]
     sent += [u["text"] for u in slack.updates]
     assert len(sent) >= 2 and not [t for t in sent if "SECRET" in t or "think" in t.lower()]
+
+
+async def test_a_part_replacing_a_message_that_is_gone_is_posted_anew(slack, llm, running):
+    """Finishing a stream a crash cut short: the growing message was deleted meanwhile."""
+    bridge = await start(running, slack, llm)
+    [adapter] = bridge.adapters
+    ts = await adapter.send(Outbound("slack", "D0IM", "the answer, whole", edit="1.000001"))
+    [posted] = in_channel(slack, "D0IM")
+    assert posted["ts"] == ts and posted["text"] == "the answer, whole"
+    again = await adapter.send(Outbound("slack", "D0IM", "the answer, edited", edit=ts))
+    assert again == ts and [m["text"] for m in in_channel(slack, "D0IM")] == ["the answer, edited"]

@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...errors import NotOwner
-from ...journal import Entry, Outcome, Reply, SessionWrite, Stage
+from ...journal import Entry, Outcome, Reply, SessionWrite, Shown, Stage
 from .. import _forgotten, sender_of
 from .lease import TakeOver
 
@@ -51,12 +51,22 @@ return {asks, redis.call('HGET', KEYS[2], ARGV[2]), redis.call('HGET', KEYS[3], 
 """
 )
 
-# ARGV: owner, reply, session ('' for none), sending ('' for none).
+# ARGV: owner, reply, session ('' for none), sending ('' for none), parts posted, their ids.
 _ANSWERED = (
     _MINE
     + """
 redis.call('HSET', KEYS[1], 'stage', 'answered', 'reply', ARGV[2], 'session', ARGV[3],
-           'sending', ARGV[4], 'nsent', 0, 'sent', '')
+           'sending', ARGV[4], 'nsent', ARGV[5], 'sent', ARGV[6])
+return 1
+"""
+)
+
+# ARGV: owner, the stream's `Shown`. Only while asked (a stream's record, never after its reply).
+_STREAMING = (
+    _MINE
+    + """
+if redis.call('HGET', KEYS[1], 'stage') ~= 'asked' then return -2 end
+redis.call('HSET', KEYS[1], 'stream', ARGV[2])
 return 1
 """
 )
@@ -163,7 +173,7 @@ class RedisJournal:
     async def answered(
         self, event_id: str, reply: Reply, session: SessionWrite | None = None
     ) -> float | None:
-        sending = self._store.clock() if reply.parts else None
+        sending = self._store.clock() if len(reply.parts) > len(reply.posted) else None
         await self._write(
             "answered",
             _ANSWERED,
@@ -171,8 +181,13 @@ class RedisJournal:
             json.dumps(reply.to_dict()),
             json.dumps(session.to_dict()) if session else "",
             "" if sending is None else repr(sending),
+            len(reply.posted),
+            "\n".join(reply.posted),
         )
         return sending
+
+    async def streaming(self, event_id: str, shown: Shown) -> None:
+        await self._write("streaming", _STREAMING, event_id, json.dumps(shown.to_dict()))
 
     async def sending(self, event_id: str, part: int, at: float | None) -> None:
         await self._write("sending", _SENDING, event_id, part, "" if at is None else repr(at))
@@ -264,6 +279,7 @@ def _entry(event_id: str, fields: Mapping[str, str]) -> Entry:
         session = fields.get("session")
         sending = fields.get("sending")
         sent = fields.get("sent") or ""
+        stream = fields.get("stream")
         return Entry(
             event_id=event_id,
             payload=json.loads(fields["payload"]),
@@ -274,6 +290,7 @@ def _entry(event_id: str, fields: Mapping[str, str]) -> Entry:
             sent=tuple(sent.split("\n")) if int(fields.get("nsent") or 0) else (),
             sending=float(sending) if sending else None,
             accepted=float(fields.get("accepted") or 0),
+            stream=Shown.from_dict(json.loads(stream)) if stream else None,
             owner=fields.get("owner", ""),
         )
     except (ValueError, KeyError, TypeError):  # the router completes it as unreadable

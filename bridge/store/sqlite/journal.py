@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...errors import NotOwner
-from ...journal import Entry, Outcome, Reply, SessionWrite, Stage
+from ...journal import Entry, Outcome, Reply, SessionWrite, Shown, Stage
 from .. import _forgotten, sender_of
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ COLUMNS = {
     "sent": "TEXT",
     "sending": "REAL",
     "outcome": "TEXT",
+    "stream": "TEXT",  # a streamed answer's `Shown`, while asked
 }
 
 _PURGE_EVERY = 60.0  # seconds between sweeps of expired event ids
@@ -73,7 +74,8 @@ class SqliteJournal:
             " VALUES (?, ?, ?, ?, 'accepted', 0)"
             " ON CONFLICT (event_id) DO UPDATE SET expires = excluded.expires,"
             " accepted = excluded.accepted, payload = excluded.payload, stage = 'accepted',"
-            " asks = 0, reply = NULL, session = NULL, sent = NULL, sending = NULL, outcome = NULL"
+            " asks = 0, reply = NULL, session = NULL, sent = NULL, sending = NULL, outcome = NULL,"
+            " stream = NULL"
             " WHERE events.expires < excluded.accepted",
             (event_id, now + ttl, now, json.dumps(dict(payload))),
         )
@@ -103,19 +105,27 @@ class SqliteJournal:
     async def answered(
         self, event_id: str, reply: Reply, session: SessionWrite | None = None
     ) -> float | None:
-        sending = self._store.clock() if reply.parts else None
+        sending = self._store.clock() if len(reply.parts) > len(reply.posted) else None
         cursor = await self._store.db.execute(
-            "UPDATE events SET stage = 'answered', reply = ?, session = ?, sent = '[]',"
+            "UPDATE events SET stage = 'answered', reply = ?, session = ?, sent = ?,"
             f" sending = ? {_PENDING}",
             (
                 json.dumps(reply.to_dict()),
                 json.dumps(session.to_dict()) if session else None,
+                json.dumps(list(reply.posted)),
                 sending,
                 event_id,
             ),
         )
         _changed(cursor.rowcount, event_id)
         return sending
+
+    async def streaming(self, event_id: str, shown: Shown) -> None:
+        cursor = await self._store.db.execute(
+            f"UPDATE events SET stream = ? {_PENDING} AND stage = 'asked'",
+            (json.dumps(shown.to_dict()), event_id),
+        )
+        _changed(cursor.rowcount, event_id)
 
     async def sending(self, event_id: str, part: int, at: float | None) -> None:
         cursor = await self._store.db.execute(
@@ -137,15 +147,15 @@ class SqliteJournal:
     async def complete(self, event_id: str, outcome: Outcome) -> None:
         await self._store.db.execute(
             "UPDATE events SET payload = NULL, stage = NULL, reply = NULL, session = NULL,"
-            " sent = NULL, sending = NULL, outcome = ? WHERE event_id = ?",
+            " sent = NULL, sending = NULL, stream = NULL, outcome = ? WHERE event_id = ?",
             (str(outcome), event_id),
         )
         self._taken.discard(event_id)
 
     async def pending(self, platforms: Collection[str] | None = None) -> list[Entry]:
         query = (
-            "SELECT event_id, payload, stage, asks, reply, session, sent, sending, accepted"
-            " FROM events WHERE payload IS NOT NULL"
+            "SELECT event_id, payload, stage, asks, reply, session, sent, sending, accepted,"
+            " stream FROM events WHERE payload IS NOT NULL"
         )
         args: tuple[str, ...] = ()
         if platforms is not None:
@@ -178,7 +188,8 @@ class SqliteJournal:
             marks = ",".join("?" * len(drop))
             await db.execute(
                 "UPDATE events SET payload = NULL, stage = NULL, reply = NULL, session = NULL,"
-                f" sent = NULL, sending = NULL, outcome = ? WHERE event_id IN ({marks})",
+                f" sent = NULL, sending = NULL, stream = NULL, outcome = ?"
+                f" WHERE event_id IN ({marks})",
                 (str(Outcome.FORGOTTEN), *drop),
             )
             self._taken.difference_update(drop)
@@ -213,6 +224,7 @@ def _entry(
     sent: str | None,
     sending: float | None,
     accepted: float,
+    stream: str | None,
 ) -> Entry:
     return Entry(
         event_id=event_id,
@@ -224,4 +236,5 @@ def _entry(
         sent=tuple(json.loads(sent)) if sent else (),
         sending=sending,
         accepted=accepted,
+        stream=Shown.from_dict(json.loads(stream)) if stream else None,
     )
