@@ -38,6 +38,7 @@ async def redis_rows(store: RedisStore) -> str:
             "hash": redis.hgetall,
             "set": redis.smembers,
             "zset": lambda k: redis.zrange(k, 0, -1, withscores=True),
+            "stream": redis.xrange,
         }[kind](key)
         dumped.append(f"{key} {await value}")
     return "\n".join(dumped)

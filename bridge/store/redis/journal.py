@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import NotOwner
 from ...journal import Entry, Outcome, Reply, SessionWrite, Stage
 from .. import _forgotten, sender_of
+from . import queued
 from .lease import TakeOver
 
 if TYPE_CHECKING:
@@ -217,16 +218,20 @@ class RedisJournal:
 
     async def forget(self, senders: Sequence[Sender], keep: str | None = None) -> int:
         """Pending messages of every process are looked at (they are few: under way, or left by
-        a crash); each one dropped ends as `forgotten`, its event id kept for deduplication."""
+        a crash), and those on the split roles' work queue (`queued`); each one dropped ends as
+        `forgotten`, its event id kept for deduplication."""
         store, redis = self._store, self._store.redis
         owners = await redis.smembers(store.key("owners"))
         async with redis.pipeline(transaction=False) as pipe:
             for owner in owners:
                 pipe.zrange(store.key("owned", owner), 0, -1)
             ids = [event for found in await pipe.execute() for event in found]
+        on_queue = await queued.find(store, senders)  # the split roles' messages
         limit = None
         if keep:
-            limit = float(await redis.hget(self._entry_key(keep), "accepted") or "inf")
+            accepted = await redis.hget(self._entry_key(keep), "accepted")
+            accepted = accepted or next((q.accepted for q in on_queue if q.event_id == keep), None)
+            limit = float(accepted or "inf")
         async with redis.pipeline(transaction=False) as pipe:
             for event_id in ids:
                 pipe.hmget(self._entry_key(event_id), ["payload", "accepted", "owner"])
@@ -247,7 +252,10 @@ class RedisJournal:
                     seen = store.key("seen", event_id)
                     pipe.set(seen, str(Outcome.FORGOTTEN), xx=True, keepttl=True)
                 await pipe.execute()
-        return len(drop)
+        earlier = [
+            q for q in on_queue if q.event_id != keep and (limit is None or q.accepted <= limit)
+        ]
+        return len(drop) + await queued.drop(store, earlier)
 
     async def purge(self, now: float) -> int:
         return 0  # seen ids expire by their own TTL
