@@ -1,15 +1,18 @@
-"""/forget in the split layout (an ingress and a worker on one Redis): the person's messages still
-on the work queue are dropped unanswered, never asked of the backend, their text gone from every
-Redis key, their stream entries acknowledged; other people's waiting messages are answered as
-before, and the /forget itself is answered. `botbridge forget` reaches them the same way."""
+"""/forget in the split layout (an ingress and a worker on one Redis, and on a Redis Cluster):
+the person's messages still on the work queue are dropped unanswered, never asked of the
+backend, their text gone from every Redis key, their stream entries acknowledged; other people's
+waiting messages are answered as before, and the /forget itself is answered. `botbridge forget`
+reaches them the same way."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import pytest
 from aiohttp import web
 
 from bridge import ops
@@ -18,6 +21,7 @@ from bridge.config import Config
 from bridge.journal import Outcome
 from bridge.metrics import Metrics
 from bridge.roles import RoleName, build_role
+from bridge.store import open_store
 from bridge.store.redis import RedisStore
 from bridge.store.redis.workqueue import GROUP, tag
 from tests.conftest import REDIS_URL, RecordingConsole, make_config, redis_prefix
@@ -47,8 +51,22 @@ class HeldLLM(FakeOpenAI):
         ]
 
 
-def split_config(llm: FakeOpenAI, prefix: str) -> Config:
-    store = {"type": "redis", "url": REDIS_URL, "prefix": prefix, "partitions": PARTITIONS}
+@pytest.fixture(params=["redis", "cluster"])
+async def redis_at(request) -> AsyncIterator[tuple[str, str, bool]]:
+    """Where the split layout's Redis is: (url, a fresh prefix, whether it is a cluster)."""
+    if request.param == "cluster":
+        yield request.getfixturevalue("redis_cluster").url, f"test-{uuid.uuid4().hex}", True
+        return
+    async with redis_prefix() as prefix:
+        yield REDIS_URL, prefix, False
+
+
+def split_config(llm: FakeOpenAI, redis_at: tuple[str, str, bool]) -> Config:
+    url, prefix, cluster = redis_at
+    store = {
+        "type": "redis", "url": url, "prefix": prefix, "partitions": PARTITIONS,
+        "cluster": cluster,
+    }  # fmt: skip
     main = {"type": "openai", "base_url": llm.base_url, "max_retries": 0}
     return make_config({"backends": {"main": main}, "bridge": {"store": store, "claim_idle": 2}})
 
@@ -58,7 +76,7 @@ async def process(
     config: Config, role: RoleName, console: RecordingConsole
 ) -> AsyncIterator[Bridge]:
     """One `botbridge run --role …` process, in this one: its own store client and metrics."""
-    store, metrics = RedisStore(REDIS_URL, prefix=config.bridge.store.prefix), Metrics()
+    store, metrics = open_store(config.bridge), Metrics()
     bridge = Bridge(
         config, [console], store=store, metrics=metrics,
         role=build_role(role, config, store, metrics, holder=f"{role}-1"),
@@ -79,11 +97,10 @@ async def queue_is_empty(store: RedisStore) -> bool:
     return True
 
 
-async def test_forget_drops_the_persons_waiting_messages_and_answers_everyone_else():
+async def test_forget_drops_the_persons_waiting_messages_and_answers_everyone_else(redis_at):
     async with AsyncExitStack() as stack:
-        prefix = await stack.enter_async_context(redis_prefix())
         llm = await stack.enter_async_context(HeldLLM())
-        config = split_config(llm, prefix)
+        config = split_config(llm, redis_at)
         asking, seeing = RecordingConsole(user=ZELDA), RecordingConsole(user=ZELDA)
         await stack.enter_async_context(process(config, RoleName.INGRESS, asking))
         worker = await stack.enter_async_context(process(config, RoleName.WORKER, seeing))
@@ -127,11 +144,10 @@ def _no_trace_in(store: RedisStore):
     return check
 
 
-async def test_botbridge_forget_reaches_the_messages_on_the_queue(tmp_path):
+async def test_botbridge_forget_reaches_the_messages_on_the_queue(redis_at):
     async with AsyncExitStack() as stack:
-        prefix = await stack.enter_async_context(redis_prefix())
         llm = await stack.enter_async_context(HeldLLM())
-        config = split_config(llm, prefix)
+        config = split_config(llm, redis_at)
         asking, seeing = RecordingConsole(user=ZELDA), RecordingConsole(user=ZELDA)
         async with process(config, RoleName.INGRESS, asking):
             # No worker runs yet: everything waits on the queue.
@@ -142,7 +158,7 @@ async def test_botbridge_forget_reaches_the_messages_on_the_queue(tmp_path):
             ]:
                 await asking.say(text, user=user, group=group)
             out = io.StringIO()
-            store = RedisStore(REDIS_URL, prefix=prefix)
+            store = open_store(config.bridge)
             await ops.forget(config, platform="console", user=ZELDA, store=store, out=out)
             assert "pending texts dropped    2" in out.getvalue()
             await store.open()
@@ -150,7 +166,9 @@ async def test_botbridge_forget_reaches_the_messages_on_the_queue(tmp_path):
                 assert await _no_trace_in(store)()
                 streams = [store.tagged(tag(p), "stream") for p in range(PARTITIONS)]
                 assert sum([await store.redis.xlen(stream) for stream in streams]) == 1  # bob's
-                seen = [key async for key in store.redis.scan_iter(match=f"{prefix}:*:seen:*")]
+                seen = [
+                    key async for key in store.redis.scan_iter(match=f"{store.prefix}:*:seen:*")
+                ]
                 outcomes = sorted([str(await store.redis.get(key)) for key in seen])
                 assert outcomes == ["1", str(Outcome.FORGOTTEN), str(Outcome.FORGOTTEN)]
             finally:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._errors import together
+
 if TYPE_CHECKING:
     from . import RedisStore
 
@@ -21,6 +23,7 @@ return n
 """
 
 # For each subject hash: a count of an earlier day is dropped; ARGV: day, amount, ttl, scopes…
+# (one per key).
 _ADD = """
 local scope = 4
 for i, key in ipairs(KEYS) do
@@ -61,9 +64,18 @@ class RedisCounters:
         store = self._store
         if self._add is None:
             self._add = store.redis.register_script(_ADD)
-        keys = [store.key("tokens", subject) for subject, _ in pairs]
-        scopes = [scope for _, scope in pairs]
-        await self._add(keys=keys, args=[day, amount, _DAY_TTL, *scopes], client=store.redis)
+        # One script per count, all at once: each count is its own key (a Redis Cluster slot of
+        # its own), and each is right by itself (a failure between them costs a count, no more).
+        await together(
+            *(
+                self._add(
+                    keys=[store.key("tokens", subject)],
+                    args=[day, amount, _DAY_TTL, scope],
+                    client=store.redis,
+                )
+                for subject, scope in pairs
+            )
+        )
 
     async def tokens(self, day: str, subjects: Sequence[str]) -> dict[str, dict[str, int]]:
         store = self._store

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import unavailable
+from ._errors import together, unavailable
 
 if TYPE_CHECKING:
     from . import RedisStore
@@ -78,6 +78,12 @@ class RedisLeases:
             return []
         renew = self._script(_RENEW)
         with unavailable("renew"):
+            if self._store.cluster:  # a cluster's pipelines run no scripts: each on its own
+                calls = [
+                    renew(keys=self._keys(tag), args=[holder, _ms(ttl), token])
+                    for tag, token in held
+                ]
+                return [int(result) == 1 for result in await together(*calls)]
             async with self._store.redis.pipeline(transaction=False) as pipe:
                 for tag, token in held:
                     args = [holder, _ms(ttl), token]

@@ -1,6 +1,10 @@
 """Session state on Redis: one hash per session (`session:{key}`, backend → JSON) that expires
 when the session has been idle for the TTL; a sorted set of sessions by last use (listing,
 counting, purging); a set of session keys per owner (for /forget); the anonymous /forget markers.
+
+A person's session hashes and their owner set share their owner's hash slot on Redis Cluster
+(`o:{owner}`), so each is written in one transaction; the index and the markers are single
+keys, written by commands of their own (see `put` and `forget` for why that is safe).
 """
 
 from __future__ import annotations
@@ -12,9 +16,30 @@ from typing import TYPE_CHECKING, Any
 
 from ...session import owner_of
 from .. import SessionInfo, _forgotten
+from ._errors import together
 
 if TYPE_CHECKING:
     from . import RedisStore
+
+
+def _state(store: RedisStore, session_key: str) -> str:
+    return _owned(store, owner_of(session_key), "session", session_key)
+
+
+def _owned(store: RedisStore, owner: str, *parts: str) -> str:
+    return store.slot(f"o:{owner}", *parts)
+
+
+async def read(store: RedisStore, session_key: str, backend: str) -> dict[str, Any]:
+    """What `RedisSessions.get` returns (also read by the journal's `asked`)."""
+    tag = _forgotten.tag(store.forget_secret, session_key)
+    async with store.redis.pipeline(transaction=False) as pipe:  # one round trip
+        pipe.hget(_state(store, session_key), backend)
+        pipe.hget(store.key("forgotten"), tag)
+        value, salt = await pipe.execute()
+    if value:
+        return json.loads(value)
+    return {"salt": salt} if salt else {}
 
 
 class RedisSessions:
@@ -22,27 +47,23 @@ class RedisSessions:
         self._store = store
 
     async def get(self, session_key: str, backend: str) -> dict[str, Any]:
-        store = self._store
-        tag = _forgotten.tag(store.forget_secret, session_key)
-        async with store.redis.pipeline(transaction=False) as pipe:  # one round trip
-            pipe.hget(store.key("session", session_key), backend)
-            pipe.hget(store.key("forgotten"), tag)
-            value, salt = await pipe.execute()
-        if value:
-            return json.loads(value)
-        return {"salt": salt} if salt else {}
+        return await read(self._store, session_key, backend)
 
     async def put(self, session_key: str, backend: str, state: Mapping[str, Any]) -> None:
         store = self._store
         ttl = max(1, int(store.session_ttl))
-        name, owner = store.key("session", session_key), store.key("owner", owner_of(session_key))
-        async with store.redis.pipeline(transaction=True) as pipe:  # one round trip, all or none
+        owner = owner_of(session_key)
+        name, owned = _state(store, session_key), _owned(store, owner, "owner", owner)
+        # The state and its owner's index all or none (/forget finds the state through it); the
+        # last-use index at the same time, apart: an entry there without state lists nothing
+        # and is purged, and state not yet indexed is still found and expires by its own TTL.
+        index, used = store.key("session-index"), {session_key: store.clock()}
+        async with store.redis.pipeline(transaction=True) as pipe:  # one slot: the owner's
             pipe.hset(name, backend, json.dumps(dict(state)))
             pipe.expire(name, ttl)
-            pipe.zadd(store.key("session-index"), {session_key: store.clock()})
-            pipe.sadd(owner, session_key)
-            pipe.expire(owner, ttl)
-            await pipe.execute()
+            pipe.sadd(owned, session_key)
+            pipe.expire(owned, ttl)
+            await together(pipe.execute(), store.redis.zadd(index, used))
 
     async def count(self) -> int:
         store = self._store
@@ -55,7 +76,7 @@ class RedisSessions:
         ranked = await store.redis.zrevrange(store.key("session-index"), 0, end, withscores=True)
         async with store.redis.pipeline(transaction=False) as pipe:
             for key, _ in ranked:
-                pipe.hgetall(store.key("session", key))
+                pipe.hgetall(_state(store, key))
             states = await pipe.execute()
         return [
             SessionInfo(key, backend, updated, len(value.encode()))
@@ -64,22 +85,26 @@ class RedisSessions:
         ]
 
     async def forget(self, owners: Sequence[str]) -> list[str]:
-        store = self._store
-        async with store.redis.pipeline(transaction=False) as pipe:
+        store, redis = self._store, self._store.redis
+        async with redis.pipeline(transaction=False) as pipe:
             for owner in owners:
-                pipe.smembers(store.key("owner", owner))
+                pipe.smembers(_owned(store, owner, "owner", owner))
             found = await pipe.execute()
         keys = sorted({key for members in found for key in members})
-        async with store.redis.pipeline(transaction=True) as pipe:
-            for key in keys:
-                pipe.delete(store.key("session", key))
-                tag = _forgotten.tag(store.forget_secret, key)
-                pipe.hset(store.key("forgotten"), tag, _forgotten.new_salt())
-            if keys:
-                pipe.zrem(store.key("session-index"), *keys)
-            for owner in owners:
-                pipe.delete(store.key("owner", owner))
-            await pipe.execute()
+        if keys:
+            # The markers first: a session whose state is gone must never reach its server
+            # under its old id (a marker beside state that outlived a failure is harmless:
+            # state wins, and the next /forget deletes it).
+            salts = {_forgotten.tag(store.forget_secret, k): _forgotten.new_salt() for k in keys}
+            await redis.hset(store.key("forgotten"), mapping=salts)
+        for owner, members in zip(owners, found, strict=True):
+            async with redis.pipeline(transaction=True) as pipe:  # one slot: the owner's
+                for key in members:
+                    pipe.delete(_state(store, key))
+                pipe.delete(_owned(store, owner, "owner", owner))
+                await pipe.execute()
+        if keys:
+            await redis.zrem(store.key("session-index"), *keys)
         return keys
 
     async def purge(self, now: float) -> int:
