@@ -5,13 +5,18 @@ roles) test_forget_queue.py."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
 from bridge.config import parse_config
 from bridge.errors import ConfigError
+from bridge.intake import Intake
+from bridge.metrics import Metrics
+from bridge.store.redis import RedisStore
 from tests.conftest import RecordingConsole, lifetime, make_config
+from tests.core.test_workqueue import dm
 
 
 async def test_a_message_is_answered_once_on_a_cluster(redis_cluster, openai_fake):
@@ -37,6 +42,23 @@ async def test_a_message_is_answered_once_on_a_cluster(redis_cluster, openai_fak
     # went to the backend with both earlier turns.
     last = openai_fake.calls_to("/v1/chat/completions")[-1].json["messages"]
     assert [m["content"] for m in last if m["role"] == "user"] == ["hello", "and again", "third"]
+
+
+async def test_a_burst_larger_than_the_connections_waits_for_them_on_a_cluster(redis_cluster):
+    """redis-py's cluster client fails a command beyond its connections; the store queues it."""
+    store = RedisStore(redis_cluster.url, f"test-{uuid.uuid4().hex}", connections=8, cluster=True)
+    await store.open()
+    try:
+        config = parse_config({
+            "backends": {"echo": {"type": "echo"}},
+            "bridge": {"store": {"type": "redis", "partitions": 1}},
+        })  # fmt: skip
+        intake = Intake(store.workqueue, config.bridge, Metrics())
+        burst = [dm(f"user{n}", "hello", f"burst{n}") for n in range(300)]
+        assert all(await asyncio.gather(*(intake.handle(message) for message in burst)))
+        assert await store.workqueue.backlog(0) == len(burst)
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize(

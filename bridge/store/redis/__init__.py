@@ -18,9 +18,11 @@ server those keys keep the names they always had, untagged, so nothing needs mig
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -34,6 +36,26 @@ DEFAULT_LEASE = 20.0
 DEFAULT_SESSION_TTL = 30 * 86400.0
 # Commands wait this long for a free connection before failing as `StoreUnavailable`.
 POOL_TIMEOUT = 20.0
+
+
+# On a cluster, connections per node beyond the commands' share: pipelines (a few at a time:
+# /forget, listings, reads of the session state) are not counted by `_QueuedCluster`.
+_PIPELINES = 64
+
+
+class _QueuedCluster(RedisCluster):
+    """A cluster client whose commands wait for room, as the single server's blocking pool makes
+    them: redis-py's cluster client raises `MaxConnectionsError` once a node has
+    `max_connections` in use, and a burst of events must queue, not fail."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        most = kwargs.get("max_connections", 2**31)
+        self._room = asyncio.Semaphore(max(1, most - _PIPELINES))
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._room:
+            return await super().execute_command(*args, **kwargs)
 
 
 class RedisStore:
@@ -97,8 +119,8 @@ class RedisStore:
     async def open(self) -> None:
         redis: aioredis.Redis | RedisCluster
         if self.cluster:
-            redis = RedisCluster.from_url(
-                self._url, decode_responses=True, max_connections=self.connections
+            redis = _QueuedCluster.from_url(
+                self._url, decode_responses=True, max_connections=self.connections + _PIPELINES
             )
         else:
             pool = aioredis.BlockingConnectionPool.from_url(
