@@ -11,6 +11,7 @@ import io
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
 import pytest
 from aiohttp import web
@@ -97,11 +98,24 @@ async def queue_is_empty(store: RedisStore) -> bool:
     return True
 
 
-async def test_forget_drops_the_persons_waiting_messages_and_answers_everyone_else(redis_at):
-    async with AsyncExitStack() as stack:
-        llm = await stack.enter_async_context(HeldLLM())
+@dataclass
+class Scene:
+    llm: HeldLLM
+    config: Config
+    asking: RecordingConsole  # the ingress's console: people talk here
+    seeing: RecordingConsole  # the worker's: the replies arrive here
+
+
+@pytest.fixture
+async def scene(redis_at) -> AsyncIterator[Scene]:
+    async with HeldLLM() as llm:
         config = split_config(llm, redis_at)
-        asking, seeing = RecordingConsole(user=ZELDA), RecordingConsole(user=ZELDA)
+        yield Scene(llm, config, RecordingConsole(user=ZELDA), RecordingConsole(user=ZELDA))
+
+
+async def test_forget_drops_the_persons_waiting_messages_and_answers_everyone_else(scene):
+    llm, config, asking, seeing = scene.llm, scene.config, scene.asking, scene.seeing
+    async with AsyncExitStack() as stack:
         await stack.enter_async_context(process(config, RoleName.INGRESS, asking))
         worker = await stack.enter_async_context(process(config, RoleName.WORKER, seeing))
         stack.callback(llm.held.set)  # even if the scene fails: the worker can drain
@@ -144,38 +158,33 @@ def _no_trace_in(store: RedisStore):
     return check
 
 
-async def test_botbridge_forget_reaches_the_messages_on_the_queue(redis_at):
-    async with AsyncExitStack() as stack:
-        llm = await stack.enter_async_context(HeldLLM())
-        config = split_config(llm, redis_at)
-        asking, seeing = RecordingConsole(user=ZELDA), RecordingConsole(user=ZELDA)
-        async with process(config, RoleName.INGRESS, asking):
-            # No worker runs yet: everything waits on the queue.
-            for text, user, group in [
-                ("swordfish in the DM", ZELDA, None),
-                ("swordfish in the group", ZELDA, "team"),
-                ("bob asks", "bob", "team"),
-            ]:
-                await asking.say(text, user=user, group=group)
-            out = io.StringIO()
-            store = open_store(config.bridge)
-            await ops.forget(config, platform="console", user=ZELDA, store=store, out=out)
-            assert "pending texts dropped    2" in out.getvalue()
-            await store.open()
-            try:
-                assert await _no_trace_in(store)()
-                streams = [store.tagged(tag(p), "stream") for p in range(PARTITIONS)]
-                assert sum([await store.redis.xlen(stream) for stream in streams]) == 1  # bob's
-                seen = [
-                    key async for key in store.redis.scan_iter(match=f"{store.prefix}:*:seen:*")
-                ]
-                outcomes = sorted([str(await store.redis.get(key)) for key in seen])
-                assert outcomes == ["1", str(Outcome.FORGOTTEN), str(Outcome.FORGOTTEN)]
-            finally:
-                await store.close()
+async def test_botbridge_forget_reaches_the_messages_on_the_queue(scene):
+    llm, config, asking, seeing = scene.llm, scene.config, scene.asking, scene.seeing
+    async with process(config, RoleName.INGRESS, asking):
+        # No worker runs yet: everything waits on the queue.
+        for text, user, group in [
+            ("swordfish in the DM", ZELDA, None),
+            ("swordfish in the group", ZELDA, "team"),
+            ("bob asks", "bob", "team"),
+        ]:
+            await asking.say(text, user=user, group=group)
+        out = io.StringIO()
+        store = open_store(config.bridge)
+        await ops.forget(config, platform="console", user=ZELDA, store=store, out=out)
+        assert "pending texts dropped    2" in out.getvalue()
+        await store.open()
+        try:
+            assert await _no_trace_in(store)()
+            streams = [store.tagged(tag(p), "stream") for p in range(PARTITIONS)]
+            assert sum([await store.redis.xlen(stream) for stream in streams]) == 1  # bob's
+            seen = [key async for key in store.redis.scan_iter(match=f"{store.prefix}:*:seen:*")]
+            outcomes = sorted([str(await store.redis.get(key)) for key in seen])
+            assert outcomes == ["1", str(Outcome.FORGOTTEN), str(Outcome.FORGOTTEN)]
+        finally:
+            await store.close()
 
-        async with process(config, RoleName.WORKER, seeing) as worker:
-            assert await seeing.replies(1) == ["echo: bob asks"]
-            assert await worker.router.idle(10)
-            assert await queue_is_empty(worker.store)
-        assert llm.asked() == ["bob asks"]
+    async with process(config, RoleName.WORKER, seeing) as worker:
+        assert await seeing.replies(1) == ["echo: bob asks"]
+        assert await worker.router.idle(10)
+        assert await queue_is_empty(worker.store)
+    assert llm.asked() == ["bob asks"]
