@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,13 +32,3 @@ def mapped(part: Any) -> Around:
             return await method()
 
     return Around(part, call)
-
-
-async def together(*calls: Awaitable[Any]) -> list[Any]:
-    """Await `calls` at once (the wait of one round trip, not of several, even where they go to
-    different Redis Cluster nodes); all have ended when the first failure, if any, is raised."""
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results

@@ -76,6 +76,9 @@ class ClaimedRedisJournal(RedisJournal):
         except KeyError:
             raise NotOwner(f"{event_id} is not claimed by this worker") from None
 
+    def _owner(self, event_id: str) -> str:
+        return self._claim(event_id)[1]
+
     def _entry_key(self, event_id: str) -> str:
         return self._store.tagged(tag(self._claim(event_id)[0]), "entry", event_id)
 

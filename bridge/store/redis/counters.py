@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import together
+from ._batch import together
 
 if TYPE_CHECKING:
     from . import RedisStore
@@ -64,16 +64,18 @@ class RedisCounters:
         store = self._store
         if self._add is None:
             self._add = store.redis.register_script(_ADD)
-        # One script per count, all at once: each count is its own key (a Redis Cluster slot of
-        # its own), and each is right by itself (a failure between them costs a count, no more).
+        keys = [store.key("tokens", subject) for subject, _ in pairs]
+        scopes = [scope for _, scope in pairs]
+        if not store.cluster:  # one server: one script for every count
+            await self._add(keys=keys, args=[day, amount, _DAY_TTL, *scopes], client=store.redis)
+            return
+        # A cluster: each count is a key in a slot of its own, so a script each, all at once
+        # (each count is right by itself: a failure between them costs a count, no more).
+        add = self._add
         await together(
             *(
-                self._add(
-                    keys=[store.key("tokens", subject)],
-                    args=[day, amount, _DAY_TTL, scope],
-                    client=store.redis,
-                )
-                for subject, scope in pairs
+                add(keys=[key], args=[day, amount, _DAY_TTL, scope], client=store.redis)
+                for key, scope in zip(keys, scopes, strict=True)
             )
         )
 

@@ -21,7 +21,7 @@ from ...errors import NotOwner
 from ...journal import Entry, Outcome, Reply, SessionWrite, Stage
 from .. import sender_of
 from . import queued, sessions
-from ._errors import together
+from ._batch import together
 from .lease import TakeOver
 
 if TYPE_CHECKING:
@@ -48,12 +48,15 @@ return 0
 # Every write below starts by checking that the entry exists and is ours (-1 otherwise).
 _MINE = "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return -1 end\n"
 
-# ARGV: owner. How many calls have begun.
+# KEYS: entry[, the session's hash, the /forget markers]. ARGV: owner[, backend, the session's
+# /forget tag]. {asks[, state or false, salt or false]}: with the state, what `sessions.get` reads.
 _ASKED = (
     _MINE
     + """
 redis.call('HSET', KEYS[1], 'stage', 'asked')
-return redis.call('HINCRBY', KEYS[1], 'asks', 1)
+local asks = redis.call('HINCRBY', KEYS[1], 'asks', 1)
+if #KEYS == 1 then return {asks} end
+return {asks, redis.call('HGET', KEYS[2], ARGV[2]), redis.call('HGET', KEYS[3], ARGV[3])}
 """
 )
 
@@ -121,6 +124,10 @@ class RedisJournal:
         )
         return int(result)
 
+    def _owner(self, event_id: str) -> str:
+        """Whose the entry must be for this process to write it."""
+        return self._store.owner
+
     def _entry_key(self, event_id: str) -> str:
         return self._store.slot(TAG, "entry", event_id)
 
@@ -152,13 +159,24 @@ class RedisJournal:
     async def asked(
         self, event_id: str, session_key: str, backend: str
     ) -> tuple[int, dict[str, Any]]:
-        # The state is read beside the write, at once, not in its script: it lives in the
-        # session's own hash slot on a cluster, and nothing needs the two to be atomic.
-        asks, state = await together(
-            self._write("asked", _ASKED, event_id),
-            sessions.read(self._store, session_key, backend),
-        )
-        return asks, state
+        store, script = self._store, self._script("asked", _ASKED)
+        keys, args = [self._entry_key(event_id)], [self._owner(event_id)]
+        names, fields = sessions.where(store, session_key, backend)
+        if store.cluster:
+            # The state is in the session's own hash slot: read beside the write, at once
+            # (nothing needs the two atomic).
+            result, state = await together(
+                script(keys=keys, args=args, client=store.redis),
+                sessions.read(store, session_key, backend),
+            )
+        else:  # one server: read by the same script, in one round trip
+            result = await script(keys=keys + names, args=args + fields, client=store.redis)
+            state = None
+        if not isinstance(result, list):
+            raise NotOwner(f"{event_id} is not pending here (taken over, or at another stage)")
+        if state is None:
+            state = sessions.state_of(*[*result, None, None][1:3])
+        return int(result[0]), state
 
     async def answered(
         self, event_id: str, reply: Reply, session: SessionWrite | None = None

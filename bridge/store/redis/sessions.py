@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...session import owner_of
 from .. import SessionInfo, _forgotten
-from ._errors import together
+from ._batch import together
 
 if TYPE_CHECKING:
     from . import RedisStore
@@ -30,13 +30,24 @@ def _owned(store: RedisStore, owner: str, *parts: str) -> str:
     return store.slot(f"o:{owner}", *parts)
 
 
-async def read(store: RedisStore, session_key: str, backend: str) -> dict[str, Any]:
-    """What `RedisSessions.get` returns (also read by the journal's `asked`)."""
+def where(store: RedisStore, session_key: str, backend: str) -> tuple[list[str], list[str]]:
+    """The keys and fields of a session's state for `backend` and of its /forget marker (the
+    journal's `asked` reads them in its own script on a single server)."""
     tag = _forgotten.tag(store.forget_secret, session_key)
+    return [_state(store, session_key), store.key("forgotten")], [backend, tag]
+
+
+async def read(store: RedisStore, session_key: str, backend: str) -> dict[str, Any]:
+    """What `RedisSessions.get` returns."""
+    (state, markers), (backend, tag) = where(store, session_key, backend)
     async with store.redis.pipeline(transaction=False) as pipe:  # one round trip
-        pipe.hget(_state(store, session_key), backend)
-        pipe.hget(store.key("forgotten"), tag)
-        value, salt = await pipe.execute()
+        pipe.hget(state, backend)
+        pipe.hget(markers, tag)
+        return state_of(*await pipe.execute())
+
+
+def state_of(value: str | None, salt: str | None) -> dict[str, Any]:
+    """What `RedisSessions.get` returns, from the state's value and the marker's salt."""
     if value:
         return json.loads(value)
     return {"salt": salt} if salt else {}
@@ -54,15 +65,19 @@ class RedisSessions:
         ttl = max(1, int(store.session_ttl))
         owner = owner_of(session_key)
         name, owned = _state(store, session_key), _owned(store, owner, "owner", owner)
-        # The state and its owner's index all or none (/forget finds the state through it); the
-        # last-use index at the same time, apart: an entry there without state lists nothing
-        # and is purged, and state not yet indexed is still found and expires by its own TTL.
+        # The state and its owner's index all or none (/forget finds the state through it). On a
+        # cluster the last-use index is written at the same time, apart: an entry there without
+        # state lists nothing and is purged; state not yet indexed is still found, and expires.
         index, used = store.key("session-index"), {session_key: store.clock()}
         async with store.redis.pipeline(transaction=True) as pipe:  # one slot: the owner's
             pipe.hset(name, backend, json.dumps(dict(state)))
             pipe.expire(name, ttl)
             pipe.sadd(owned, session_key)
             pipe.expire(owned, ttl)
+            if not store.cluster:  # one server: in the same transaction, as ever
+                pipe.zadd(index, used)
+                await pipe.execute()
+                return
             await together(pipe.execute(), store.redis.zadd(index, used))
 
     async def count(self) -> int:
