@@ -53,32 +53,45 @@ def state_of(value: str | None, salt: str | None) -> dict[str, Any]:
     return {"salt": salt} if salt else {}
 
 
+# KEYS: the session's hash, its owner's set of sessions[, the last-use index]. ARGV: backend,
+# state, ttl s, session key[, now]. The state and the owner's set (/forget finds the state
+# through it) in one step; a Lua script, not MULTI: one slot either way, and cheaper on a cluster.
+_PUT = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+if #KEYS == 3 then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4]) end
+return 1
+"""
+
+
 class RedisSessions:
     def __init__(self, store: RedisStore) -> None:
         self._store = store
+        self._put: Any = None
 
     async def get(self, session_key: str, backend: str) -> dict[str, Any]:
         return await read(self._store, session_key, backend)
 
     async def put(self, session_key: str, backend: str, state: Mapping[str, Any]) -> None:
         store = self._store
-        ttl = max(1, int(store.session_ttl))
+        if self._put is None:
+            self._put = store.redis.register_script(_PUT)
         owner = owner_of(session_key)
-        name, owned = _state(store, session_key), _owned(store, owner, "owner", owner)
-        # The state and its owner's index all or none (/forget finds the state through it). On a
-        # cluster the last-use index is written at the same time, apart: an entry there without
-        # state lists nothing and is purged; state not yet indexed is still found, and expires.
-        index, used = store.key("session-index"), {session_key: store.clock()}
-        async with store.redis.pipeline(transaction=True) as pipe:  # one slot: the owner's
-            pipe.hset(name, backend, json.dumps(dict(state)))
-            pipe.expire(name, ttl)
-            pipe.sadd(owned, session_key)
-            pipe.expire(owned, ttl)
-            if not store.cluster:  # one server: in the same transaction, as ever
-                pipe.zadd(index, used)
-                await pipe.execute()
-                return
-            await together(pipe.execute(), store.redis.zadd(index, used))
+        keys = [_state(store, session_key), _owned(store, owner, "owner", owner)]
+        args = [backend, json.dumps(dict(state)), max(1, int(store.session_ttl)), session_key]
+        index, now = store.key("session-index"), store.clock()
+        if not store.cluster:  # one server: the last-use index in the same script
+            await self._put(keys=[*keys, index], args=[*args, now], client=store.redis)
+            return
+        # A cluster: the index is a slot of its own, written at the same time, apart. An entry
+        # there without state lists nothing and is purged; state not yet indexed is still
+        # found (by /forget too: through the owner's set, written with it) and expires.
+        await together(
+            self._put(keys=keys, args=args, client=store.redis),
+            store.redis.zadd(index, {session_key: now}),
+        )
 
     async def count(self) -> int:
         store = self._store
