@@ -88,7 +88,7 @@ class ClaimedRedisJournal(RedisJournal):
         keys = [self._entry_key(event_id)]
         result = int(await script(keys=keys, args=[owner, *args], client=self._store.redis))
         if result < 0:
-            raise NotOwner(f"{event_id}: the partition's next holder has it now")
+            raise NotOwner(f"{event_id}: the partition's next holder has it, or it was forgotten")
         return result
 
     async def accept(self, event_id: str, payload: Mapping[str, Any], ttl: float) -> bool:
@@ -105,7 +105,7 @@ class ClaimedRedisJournal(RedisJournal):
         script = self._script("complete-claimed", _COMPLETE)
         args = [owner, str(outcome), GROUP, stream_entry]
         if int(await script(keys=keys, args=args, client=store.redis)) < 0:
-            raise NotOwner(f"{event_id}: the partition's next holder has it now")
+            raise NotOwner(f"{event_id}: the partition's next holder has it, or it was forgotten")
 
     async def pending(self, platforms: Collection[str] | None = None) -> list[Entry]:
         return []  # a worker's unfinished messages are claimed from the partitions' streams

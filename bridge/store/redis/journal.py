@@ -134,7 +134,7 @@ class RedisJournal:
     async def _write(self, name: str, source: str, event_id: str, *args: Any) -> int:
         result = await self._run(name, source, [self._entry_key(event_id)], *args)
         if result < 0:
-            raise NotOwner(f"{event_id} is not pending here (taken over, or at another stage)")
+            raise NotOwner(f"{event_id}: not pending here (taken over, forgotten, other stage)")
         return result
 
     async def accept(self, event_id: str, payload: Mapping[str, Any], ttl: float) -> bool:
@@ -173,7 +173,7 @@ class RedisJournal:
             result = await script(keys=keys + names, args=args + fields, client=store.redis)
             state = None
         if not isinstance(result, list):
-            raise NotOwner(f"{event_id} is not pending here (taken over, or at another stage)")
+            raise NotOwner(f"{event_id}: not pending here (taken over, forgotten, other stage)")
         if state is None:
             state = sessions.state_of(*[*result, None, None][1:3])
         return int(result[0]), state
