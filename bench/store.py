@@ -3,6 +3,7 @@ session, on SQLite (a file, WAL) and on Redis.
 
     python -m bench.store                       # both stores, default sizes
     python -m bench.store --stores sqlite -n 5000 --json bench/results/store.json
+    python -m bench.store --stores redis cluster --cluster-url redis://10.0.0.5:7000/0
 
 The per-message sequence is `SEQUENCE` below, the store calls the router makes for one answered
 question, in order; when the journal gains stages, add them there. It is run one message at a
@@ -88,8 +89,8 @@ def message(n: int, session: int, state: dict[str, Any]) -> Message:
 
 
 def open_store(kind: str, tmp: str, redis_url: str) -> Store:
-    if kind == "redis":
-        return RedisStore(redis_url, prefix=f"bench-{uuid.uuid4().hex}")
+    if kind in ("redis", "cluster"):
+        return RedisStore(redis_url, prefix=f"bench-{uuid.uuid4().hex}", cluster=kind == "cluster")
     return SqliteStore(str(Path(tmp) / f"{uuid.uuid4().hex}.sqlite3"))
 
 
@@ -159,7 +160,7 @@ async def measure(kind: str, args: argparse.Namespace, tmp: str) -> dict[str, An
     found: dict[str, Any] = {"store": kind, "sequence": [name for name, _ in SEQUENCE]}
     runs = []
     for concurrency in (1, args.concurrency):
-        store = open_store(kind, tmp, args.redis_url)
+        store = open_store(kind, tmp, url_for(kind, args))
         await store.open()
         try:
             runs.append(await throughput(store, args.messages, args.sessions, concurrency))
@@ -167,13 +168,17 @@ async def measure(kind: str, args: argparse.Namespace, tmp: str) -> dict[str, An
             await cleanup(store)
     found["sequential"], found["concurrent"] = runs
     for label, kept in (("idle_session", None), ("idle_session_with_history", history())):
-        store = open_store(kind, tmp, args.redis_url)
+        store = open_store(kind, tmp, url_for(kind, args))
         await store.open()
         try:
             found[label] = await bytes_per_idle_session(store, args.idle_sessions, kept)
         finally:
             await cleanup(store)
     return found
+
+
+def url_for(kind: str, args: argparse.Namespace) -> str:
+    return args.cluster_url if kind == "cluster" else args.redis_url
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -192,7 +197,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.store", description=__doc__.split("\n")[0])
-    p.add_argument("--stores", nargs="+", choices=("sqlite", "redis"), default=["sqlite", "redis"])
+    p.add_argument(
+        "--stores", nargs="+", choices=("sqlite", "redis", "cluster"), default=["sqlite", "redis"]
+    )
     p.add_argument("-n", "--messages", type=int, default=5000)
     p.add_argument("-s", "--sessions", type=int, default=500)
     p.add_argument("--concurrency", type=int, default=64, help="messages at once")
@@ -200,8 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
     )
+    p.add_argument(
+        "--cluster-url",
+        default=os.environ.get("REDIS_CLUSTER_URL"),
+        help="any node of a Redis Cluster, for --stores cluster (its prefix is deleted after)",
+    )
     p.add_argument("--json", help="also write the result as JSON to this path")
     args = p.parse_args(argv)
+    if "cluster" in args.stores and not args.cluster_url:
+        p.error("--stores cluster needs --cluster-url (or REDIS_CLUSTER_URL)")
     result = asyncio.run(run(args))
     for found in result["stores"]:
         seq, conc = found["sequential"], found["concurrent"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -42,6 +42,16 @@ async def redis_prefix() -> AsyncIterator[str]:
         for i in range(0, len(keys), 1000):
             await probe.redis.delete(*keys[i : i + 1000])
         await probe.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A three-master Redis Cluster of the test session's own (`tests/fakes/redis_cluster.py`),
+    started once, for the tests that ask for it; its `url` names one node."""
+    from tests.fakes.redis_cluster import OwnCluster
+
+    with OwnCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
 
 
 def make_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Config:

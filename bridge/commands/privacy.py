@@ -29,7 +29,7 @@ class PrivacyCommands:
         deleted = [
             _count(done.sessions, "conversation", "history and thread ids"),
             _count(done.counters, "usage counter"),
-            _count(done.pending, "message waiting to be answered", "its text"),
+            _count(done.pending, "message{s} waiting to be answered", "its text"),
         ]
         what = "; ".join(d for d in deleted if d) or "nothing was stored about you"
         return f"Done. Deleted what this bot kept about you: {what}.\n\n{NEW_ID}"
@@ -38,5 +38,6 @@ class PrivacyCommands:
 def _count(n: int, noun: str, detail: str = "") -> str:
     if not n:
         return ""
-    text = f"{n} {noun}{'' if n == 1 else 's'}"
+    s = "" if n == 1 else "s"
+    text = f"{n} {noun.format(s=s)}" if "{s}" in noun else f"{n} {noun}{s}"
     return f"{text} ({detail})" if detail else text

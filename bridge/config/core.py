@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
-from ._base import Strict
+from ._base import PathError, Strict
 
 # `~/x` is the user's home, as in a shell (without this, a literal `./~` directory).
 Expanded = Annotated[str, AfterValidator(os.path.expanduser)]
@@ -48,6 +49,17 @@ class StoreConfig(Strict):
     recover_every: float = Field(
         10.0, gt=0, description="redis: seconds between looks for a dead process's messages"
     )
+    cluster: bool = Field(
+        False, description="redis: `url` names a node of a Redis Cluster (or Valkey cluster)"
+    )
+
+    @model_validator(mode="after")
+    def _cluster_on_redis(self) -> StoreConfig:
+        if self.cluster and self.type != "redis":
+            raise PathError("bridge.store.cluster", "a cluster needs type: redis")
+        if self.cluster and urlsplit(self.url).path.strip("/") not in ("", "0"):
+            raise PathError("bridge.store.url", "a Redis Cluster has only database 0")
+        return self
 
 
 class DeliverySettings(Strict):

@@ -186,6 +186,7 @@ def open_store(settings: BridgeSettings, *, owner: bool = False) -> Store:
             lease=store.lease,
             session_ttl=settings.session_ttl,
             connections=connections,
+            cluster=store.cluster,
         )
     from .sqlite import SqliteStore
 

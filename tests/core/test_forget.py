@@ -1,11 +1,12 @@
-"""/forget as a person uses it: afterwards no row in the store (SQLite or Redis, scanned whole)
-mentions them or what they wrote, other people's data is untouched, and their next message starts
-a new conversation on a server that keeps its own history."""
+"""/forget as a person uses it: afterwards no row in the store (SQLite, Redis or a Redis Cluster,
+scanned whole) mentions them or what they wrote, other people's data is untouched, and their next
+message starts a new conversation on a server that keeps its own history."""
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -38,23 +39,28 @@ async def redis_rows(store: RedisStore) -> str:
             "hash": redis.hgetall,
             "set": redis.smembers,
             "zset": lambda k: redis.zrange(k, 0, -1, withscores=True),
+            "stream": redis.xrange,
         }[kind](key)
         dumped.append(f"{key} {await value}")
     return "\n".join(dumped)
 
 
 @contextlib.asynccontextmanager
-async def store_of(kind: str, tmp_path) -> AsyncIterator[tuple[dict, RedisStore | None]]:
+async def store_of(kind: str, tmp_path, request) -> AsyncIterator[tuple[dict, RedisStore | None]]:
     if kind == "sqlite":
         yield {"path": str(tmp_path / "state.sqlite3")}, None
+        return
+    if kind == "cluster":  # the session's own cluster: a fresh prefix is enough
+        url, prefix = request.getfixturevalue("redis_cluster").url, f"test-{uuid.uuid4().hex}"
+        yield {}, RedisStore(url, prefix=prefix, cluster=True)
         return
     async with redis_prefix() as prefix:
         yield {}, RedisStore(REDIS_URL, prefix=prefix)  # the bridge opens and closes it
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
-async def test_forget_leaves_no_row_about_the_person(kind, tmp_path, openai_fake):
-    async with store_of(kind, tmp_path) as (sqlite, redis):
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "cluster"])
+async def test_forget_leaves_no_row_about_the_person(kind, tmp_path, openai_fake, request):
+    async with store_of(kind, tmp_path, request) as (sqlite, redis):
         config = make_config(
             {
                 "backends": {

@@ -1,4 +1,5 @@
-"""The store contract, run against SQLite and a real Redis: dedup with TTL, the journal's stages
+"""The store contract, run against SQLite, a real Redis and a real Redis Cluster (three masters:
+every script and transaction must stay in one hash slot): dedup with TTL, the journal's stages
 through a restart, session state, rate counters. Ownership (the SQLite lock, Redis leases and
 take-over) is in test_ownership.py."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 
 import pytest
 
@@ -28,8 +30,9 @@ class Stores:
     """Opens stores of one kind on one state (a file, or a Redis prefix); `restart()` closes the
     current one cleanly and opens a new process's store on the same state."""
 
-    def __init__(self, kind: str, tmp_path, prefix: str = "") -> None:
+    def __init__(self, kind: str, tmp_path, prefix: str = "", url: str = REDIS_URL) -> None:
         self.kind = kind
+        self.url = url
         self.path = str(tmp_path / "s.sqlite3")
         self.prefix = prefix
         self.current = None
@@ -38,7 +41,7 @@ class Stores:
         if self.kind == "sqlite":
             store = SqliteStore(self.path)
         else:
-            store = RedisStore(REDIS_URL, prefix=self.prefix)
+            store = RedisStore(self.url, prefix=self.prefix, cluster=self.kind == "cluster")
         await store.open()
         self.current = store
         return store
@@ -52,10 +55,12 @@ class Stores:
             await self.current.close()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "cluster"])
 async def stores(request, tmp_path):
-    if request.param == "sqlite":
-        found = Stores("sqlite", tmp_path)
+    if request.param in ("sqlite", "cluster"):
+        # A cluster of the session's own: a fresh prefix is all a test needs.
+        url = request.getfixturevalue("redis_cluster").url if request.param == "cluster" else ""
+        found = Stores(request.param, tmp_path, f"test-{uuid.uuid4().hex}", url)
         yield found
         await found.close()
         return

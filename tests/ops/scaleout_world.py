@@ -65,11 +65,14 @@ def split_config(
     prefix: str,
     partitions: int = 8,
     claim_idle: float = 2.0,
+    cluster: bool = False,
 ) -> dict[str, Any]:
-    """`telegram_config` (the daemon tests') on a shared Redis store, with a short claim_idle."""
+    """`telegram_config` (the daemon tests') on a shared Redis store (`cluster`: a Redis Cluster
+    `redis_url` names a node of), with a short claim_idle."""
     config = telegram_config(telegram, llm)
     config["adapters"]["telegram"]["stall_timeout"] = 3
     store = {"type": "redis", "url": redis_url, "prefix": prefix, "partitions": partitions}
+    store["cluster"] = cluster
     config["bridge"] = {"store": store, "claim_idle": claim_idle, "drain_timeout": 5}
     return config
 

@@ -1,5 +1,5 @@
 """Scale-out proven on real processes: `botbridge run --role ingress` and `--role worker`
-subprocesses on one Redis, the fake Telegram Bot API, a fake LLM taking 0-300 ms. Many people
+subprocesses on one Redis (the first two scenes also on a Redis Cluster), the fake Telegram Bot API, a fake LLM taking 0-300 ms. Many people
 talk at once; each line is answered once, each person's answers come in the order they asked,
 whatever the workers do: get killed, get paused past their lease, lose Redis for a moment.
 
@@ -62,12 +62,22 @@ async def test_a_split_role_on_sqlite_is_a_config_error_naming_the_store_type(tm
         assert f"bridge.store.type: must be redis for --role {role}" in err.decode()
 
 
+@pytest.fixture(params=["redis", "cluster"])
+async def redis_at(request, prefix):
+    """Where the processes' Redis is: the shared server, or the test session's Redis Cluster
+    (three masters; a fresh prefix there)."""
+    if request.param == "cluster":
+        return {"redis_url": request.getfixturevalue("redis_cluster").url, "cluster": True,
+                "prefix": prefix}  # fmt: skip
+    return {"redis_url": REDIS_URL, "prefix": prefix}
+
+
 @pytest.mark.faults
 async def test_every_line_is_answered_once_and_in_order_by_one_ingress_and_three_workers(
-    tmp_path, prefix
+    tmp_path, redis_at
 ):
     async with TimedTelegram() as telegram, SlowLLM() as llm:
-        config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=prefix)
+        config = split_config(telegram, llm, **redis_at)
         async with shared_by_three(tmp_path, config) as workers:
             said = await talk(telegram, SESSIONS, PER_SESSION)
             await telegram.wait_for(lambda _: len(telegram.arrived) >= said, 120 if FULL else 60)
@@ -84,10 +94,10 @@ async def test_every_line_is_answered_once_and_in_order_by_one_ingress_and_three
 
 @pytest.mark.faults
 async def test_a_killed_worker_s_messages_are_claimed_by_the_others_and_answered_in_order(
-    tmp_path, prefix
+    tmp_path, redis_at
 ):
     async with TimedTelegram() as telegram, SlowLLM() as llm:
-        config = split_config(telegram, llm, redis_url=REDIS_URL, prefix=prefix)
+        config = split_config(telegram, llm, **redis_at)
         async with shared_by_three(tmp_path, config) as workers:
             said = await talk(telegram, SESSIONS, PER_SESSION)
             await telegram.wait_for(lambda _: len(telegram.arrived) >= said // 3, 60)

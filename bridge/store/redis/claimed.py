@@ -12,14 +12,12 @@ key; `complete` also acknowledges (XACK) and removes the stream entry, in the sa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...errors import NotOwner
 from ...journal import Entry, Outcome
-from .. import _forgotten
-from .journal import _ASKED, _MINE, RedisJournal
+from .journal import _MINE, RedisJournal
 from .journal import _entry as entry_of
 
 if TYPE_CHECKING:
@@ -78,6 +76,9 @@ class ClaimedRedisJournal(RedisJournal):
         except KeyError:
             raise NotOwner(f"{event_id} is not claimed by this worker") from None
 
+    def _owner(self, event_id: str) -> str:
+        return self._claim(event_id)[1]
+
     def _entry_key(self, event_id: str) -> str:
         return self._store.tagged(tag(self._claim(event_id)[0]), "entry", event_id)
 
@@ -87,32 +88,11 @@ class ClaimedRedisJournal(RedisJournal):
         keys = [self._entry_key(event_id)]
         result = int(await script(keys=keys, args=[owner, *args], client=self._store.redis))
         if result < 0:
-            raise NotOwner(f"{event_id}: the partition's next holder has it now")
+            raise NotOwner(f"{event_id}: the partition's next holder has it, or it was forgotten")
         return result
 
     async def accept(self, event_id: str, payload: Mapping[str, Any], ttl: float) -> bool:
         raise NotOwner("a worker accepts nothing: ingress processes do")
-
-    async def asked(
-        self, event_id: str, session_key: str, backend: str
-    ) -> tuple[int, dict[str, Any]]:
-        store = self._store
-        _, owner, _ = self._claim(event_id)
-        keys = [
-            self._entry_key(event_id),
-            store.key("session", session_key),
-            store.key("forgotten"),
-        ]
-        tagged = _forgotten.tag(store.forget_secret, session_key)
-        result = await self._script("asked", _ASKED)(
-            keys=keys, args=[owner, backend, tagged], client=store.redis
-        )
-        if not isinstance(result, list):
-            raise NotOwner(f"{event_id}: the partition's next holder has it now")
-        asks, state, salt = [*result, None, None][:3]
-        if state:
-            return int(asks), json.loads(state)
-        return int(asks), {"salt": salt} if salt else {}
 
     async def complete(self, event_id: str, outcome: Outcome) -> None:
         store = self._store
@@ -125,7 +105,7 @@ class ClaimedRedisJournal(RedisJournal):
         script = self._script("complete-claimed", _COMPLETE)
         args = [owner, str(outcome), GROUP, stream_entry]
         if int(await script(keys=keys, args=args, client=store.redis)) < 0:
-            raise NotOwner(f"{event_id}: the partition's next holder has it now")
+            raise NotOwner(f"{event_id}: the partition's next holder has it, or it was forgotten")
 
     async def pending(self, platforms: Collection[str] | None = None) -> list[Entry]:
         return []  # a worker's unfinished messages are claimed from the partitions' streams

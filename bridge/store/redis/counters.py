@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._batch import together
+
 if TYPE_CHECKING:
     from . import RedisStore
 
@@ -21,6 +23,7 @@ return n
 """
 
 # For each subject hash: a count of an earlier day is dropped; ARGV: day, amount, ttl, scopes…
+# (one per key).
 _ADD = """
 local scope = 4
 for i, key in ipairs(KEYS) do
@@ -63,7 +66,18 @@ class RedisCounters:
             self._add = store.redis.register_script(_ADD)
         keys = [store.key("tokens", subject) for subject, _ in pairs]
         scopes = [scope for _, scope in pairs]
-        await self._add(keys=keys, args=[day, amount, _DAY_TTL, *scopes], client=store.redis)
+        if not store.cluster:  # one server: one script for every count
+            await self._add(keys=keys, args=[day, amount, _DAY_TTL, *scopes], client=store.redis)
+            return
+        # A cluster: each count is a key in a slot of its own, so a script each, all at once
+        # (each count is right by itself: a failure between them costs a count, no more).
+        add = self._add
+        await together(
+            *(
+                add(keys=[key], args=[day, amount, _DAY_TTL, scope], client=store.redis)
+                for key, scope in zip(keys, scopes, strict=True)
+            )
+        )
 
     async def tokens(self, day: str, subjects: Sequence[str]) -> dict[str, dict[str, int]]:
         store = self._store

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._batch import Call, at_once
 from ._errors import unavailable
 
 if TYPE_CHECKING:
@@ -77,12 +78,13 @@ class RedisLeases:
         if not held:
             return []
         renew = self._script(_RENEW)
-        with unavailable("renew"):
-            async with self._store.redis.pipeline(transaction=False) as pipe:
-                for tag, token in held:
-                    args = [holder, _ms(ttl), token]
-                    await renew.run(keys=self._keys(tag), args=args, client=pipe)
-                results = await pipe.execute()
+
+        def renewal(tag: str, token: int) -> Call:
+            keys, args = self._keys(tag), [holder, _ms(ttl), token]
+            return lambda client: renew.run(keys=keys, args=args, client=client)
+
+        with unavailable("renew"):  # one round trip
+            results = await at_once(self._store, [renewal(tag, token) for tag, token in held])
         return [int(result) == 1 for result in results]
 
     async def release(self, tag: str, holder: str, token: int) -> None:

@@ -7,7 +7,8 @@ indexes each process's pending messages by acceptance time; `owners` lists the p
 have some. Every process holds a lease (`lease:{owner}`) renewed by a heartbeat; `pending` takes
 over, atomically, the messages of owners whose lease expired. Every write checks the owner in the
 same script, so a process that stalled past its lease cannot write over its successor's work:
-it gets `NotOwner` and lets the message go.
+it gets `NotOwner` and lets the message go. On Redis Cluster all these keys share the hash tag
+`{journal}` (`TAG`), so each script touches one slot.
 """
 
 from __future__ import annotations
@@ -18,12 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import NotOwner
 from ...journal import Entry, Outcome, Reply, SessionWrite, Shown, Stage
-from .. import _forgotten, sender_of
+from .. import sender_of
+from . import queued, sessions
+from ._batch import together
 from .lease import TakeOver
 
 if TYPE_CHECKING:
     from .. import Sender
     from . import RedisStore
+
+# Every key of the single-process journal (entries, seen ids, the owners' indexes and leases) is
+# in this tag's hash slot on Redis Cluster: `pending`'s take-over moves entries between owners'
+# indexes in one script. (The split roles' journal is spread over their partitions' slots.)
+TAG = "journal"
 
 # KEYS: seen, entry, my index, owners. ARGV: ttl ms, payload, now, owner, platform, id.
 _ACCEPT = """
@@ -40,13 +48,14 @@ return 0
 # Every write below starts by checking that the entry exists and is ours (-1 otherwise).
 _MINE = "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return -1 end\n"
 
-# KEYS: entry, the session's hash, the /forget markers. ARGV: owner, backend, the session's
-# /forget tag. {asks, state or false, salt or false}: what `sessions.get` would read.
+# KEYS: entry[, the session's hash, the /forget markers]. ARGV: owner[, backend, the session's
+# /forget tag]. {asks[, state or false, salt or false]}: with the state, what `sessions.get` reads.
 _ASKED = (
     _MINE
     + """
 redis.call('HSET', KEYS[1], 'stage', 'asked')
 local asks = redis.call('HINCRBY', KEYS[1], 'asks', 1)
+if #KEYS == 1 then return {asks} end
 return {asks, redis.call('HGET', KEYS[2], ARGV[2]), redis.call('HGET', KEYS[3], ARGV[3])}
 """
 )
@@ -125,22 +134,26 @@ class RedisJournal:
         )
         return int(result)
 
+    def _owner(self, event_id: str) -> str:
+        """Whose the entry must be for this process to write it."""
+        return self._store.owner
+
     def _entry_key(self, event_id: str) -> str:
-        return self._store.key("entry", event_id)
+        return self._store.slot(TAG, "entry", event_id)
 
     async def _write(self, name: str, source: str, event_id: str, *args: Any) -> int:
         result = await self._run(name, source, [self._entry_key(event_id)], *args)
         if result < 0:
-            raise NotOwner(f"{event_id} is not pending here (taken over, or at another stage)")
+            raise NotOwner(f"{event_id}: not pending here (taken over, forgotten, other stage)")
         return result
 
     async def accept(self, event_id: str, payload: Mapping[str, Any], ttl: float) -> bool:
         store = self._store
         keys = [
-            store.key("seen", event_id),
+            store.slot(TAG, "seen", event_id),
             self._entry_key(event_id),
-            store.key("owned", store.owner),
-            store.key("owners"),
+            store.slot(TAG, "owned", store.owner),
+            store.slot(TAG, "owners"),
         ]
         args = [
             max(1, int(ttl * 1000)),
@@ -156,19 +169,24 @@ class RedisJournal:
     async def asked(
         self, event_id: str, session_key: str, backend: str
     ) -> tuple[int, dict[str, Any]]:
-        store = self._store
-        session = store.key("session", session_key)
-        keys = [self._entry_key(event_id), session, store.key("forgotten")]
-        tag = _forgotten.tag(store.forget_secret, session_key)
-        result = await self._script("asked", _ASKED)(
-            keys=keys, args=[store.owner, backend, tag], client=store.redis
-        )
+        store, script = self._store, self._script("asked", _ASKED)
+        keys, args = [self._entry_key(event_id)], [self._owner(event_id)]
+        names, fields = sessions.where(store, session_key, backend)
+        if store.cluster:
+            # The state is in the session's own hash slot: read beside the write, at once
+            # (nothing needs the two atomic).
+            result, state = await together(
+                script(keys=keys, args=args, client=store.redis),
+                sessions.read(store, session_key, backend),
+            )
+        else:  # one server: read by the same script, in one round trip
+            result = await script(keys=keys + names, args=args + fields, client=store.redis)
+            state = None
         if not isinstance(result, list):
-            raise NotOwner(f"{event_id} is not pending here (taken over, or at another stage)")
-        asks, state, salt = [*result, None, None][:3]
-        if state:
-            return int(asks), json.loads(state)
-        return int(asks), {"salt": salt} if salt else {}
+            raise NotOwner(f"{event_id}: not pending here (taken over, forgotten, other stage)")
+        if state is None:
+            state = sessions.state_of(*[*result, None, None][1:3])
+        return int(result[0]), state
 
     async def answered(
         self, event_id: str, reply: Reply, session: SessionWrite | None = None
@@ -201,8 +219,8 @@ class RedisJournal:
         store = self._store
         keys = [
             self._entry_key(event_id),
-            store.key("seen", event_id),
-            store.key("owned", store.owner),
+            store.slot(TAG, "seen", event_id),
+            store.slot(TAG, "owned", store.owner),
         ]
         if await self._run("complete", _COMPLETE, keys, str(outcome), event_id) < 0:
             raise NotOwner(f"{event_id} is not pending here (taken over by another process)")
@@ -214,10 +232,10 @@ class RedisJournal:
         if self._take_over is None:
             self._take_over = TakeOver(
                 store.redis,
-                holders=store.key("owners"),
-                index_prefix=store.key("owned", ""),
-                lease_prefix=store.key("lease", ""),
-                item_prefix=store.key("entry", ""),
+                holders=store.slot(TAG, "owners"),
+                index_prefix=store.slot(TAG, "owned", ""),
+                lease_prefix=store.slot(TAG, "lease", ""),
+                item_prefix=store.slot(TAG, "entry", ""),
                 filter_field="platform",
             )
         ids = await self._take_over(store.owner, None if platforms is None else sorted(platforms))
@@ -232,16 +250,20 @@ class RedisJournal:
 
     async def forget(self, senders: Sequence[Sender], keep: str | None = None) -> int:
         """Pending messages of every process are looked at (they are few: under way, or left by
-        a crash); each one dropped ends as `forgotten`, its event id kept for deduplication."""
+        a crash), and those on the split roles' work queue (`queued`); each one dropped ends as
+        `forgotten`, its event id kept for deduplication."""
         store, redis = self._store, self._store.redis
-        owners = await redis.smembers(store.key("owners"))
+        owners = await redis.smembers(store.slot(TAG, "owners"))
         async with redis.pipeline(transaction=False) as pipe:
             for owner in owners:
-                pipe.zrange(store.key("owned", owner), 0, -1)
+                pipe.zrange(store.slot(TAG, "owned", owner), 0, -1)
             ids = [event for found in await pipe.execute() for event in found]
+        on_queue = await queued.find(store, senders)  # the split roles' messages
         limit = None
         if keep:
-            limit = float(await redis.hget(self._entry_key(keep), "accepted") or "inf")
+            accepted = await redis.hget(self._entry_key(keep), "accepted")
+            accepted = accepted or next((q.accepted for q in on_queue if q.event_id == keep), None)
+            limit = float(accepted or "inf")
         async with redis.pipeline(transaction=False) as pipe:
             for event_id in ids:
                 pipe.hmget(self._entry_key(event_id), ["payload", "accepted", "owner"])
@@ -258,18 +280,21 @@ class RedisJournal:
             async with redis.pipeline(transaction=True) as pipe:
                 for event_id, owner in drop:
                     pipe.delete(self._entry_key(event_id))
-                    pipe.zrem(store.key("owned", owner), event_id)
-                    seen = store.key("seen", event_id)
+                    pipe.zrem(store.slot(TAG, "owned", owner), event_id)
+                    seen = store.slot(TAG, "seen", event_id)
                     pipe.set(seen, str(Outcome.FORGOTTEN), xx=True, keepttl=True)
                 await pipe.execute()
-        return len(drop)
+        earlier = [
+            q for q in on_queue if q.event_id != keep and (limit is None or q.accepted <= limit)
+        ]
+        return len(drop) + await queued.drop(store, earlier)
 
     async def purge(self, now: float) -> int:
         return 0  # seen ids expire by their own TTL
 
     async def outcome(self, event_id: str) -> str | None:
         """How a completed message ended (None while pending or unknown); for tests and tools."""
-        value = await self._store.redis.get(self._store.key("seen", event_id))
+        value = await self._store.redis.get(self._store.slot(TAG, "seen", event_id))
         return None if value in (None, "1") else str(value)
 
 

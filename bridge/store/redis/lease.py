@@ -9,7 +9,8 @@ two processes can never both take the same item. Each process's journal uses the
 per pending message"; the scale-out work reuses them for per-partition leases with fencing.
 
 The scripts build key names from a prefix (not all declared in KEYS): fine on one Redis server or
-a replicated pair, not on Redis Cluster.
+a replicated pair, and on Redis Cluster only because every key they touch carries one hash tag
+(the journal's `{journal}`: see `RedisStore.slot`).
 """
 
 from __future__ import annotations
