@@ -27,10 +27,6 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.adapter import Deliver, Health, HttpRoute
@@ -41,6 +37,7 @@ from bridge.metrics import Metrics
 from bridge.types import Addressed, ChatKind, Inbound, Limits, Outbound, Picture
 
 from . import _slack_send
+from ._slack_client import SlackStartError, auth_test, call, open_socket, web_client
 from ._slack_context import ThreadParents, download
 from ._slack_events import PLATFORM, to_inbound
 from ._slack_live import SlackLive
@@ -49,46 +46,6 @@ log = logging.getLogger("adapters.slack")
 
 # Errors that mean the reaction is already in the state we want.
 _REACTION_SETTLED = ("already_reacted", "no_reaction")
-
-
-class SlackStartError(RuntimeError):
-    """Slack refused the tokens or could not be reached at start; the text holds no secret."""
-
-
-class _Counted:
-    """Counts each retry in botbridge_platform_send_retries before the library's own wait."""
-
-    reason = "error"
-
-    def __init__(self, metrics: Metrics, *, max_retry_count: int) -> None:
-        super().__init__(max_retry_count=max_retry_count)  # type: ignore[call-arg]
-        self.metrics = metrics
-
-    async def prepare_for_next_attempt_async(self, **kwargs: Any) -> None:
-        self.metrics.send_retries.labels(PLATFORM, self.reason).inc()
-        method = kwargs["request"].url.rsplit("/", 1)[-1]
-        response = kwargs.get("response")
-        found = response.headers.items() if response is not None else ()
-        headers = {k.lower(): v for k, v in found}
-        wait = headers.get("retry-after", ["-"])[0]
-        log.warning("slack %s: %s, retrying (Retry-After %s)", method, self.reason, wait)
-        await super().prepare_for_next_attempt_async(**kwargs)  # type: ignore[misc]
-
-
-class _RateLimitRetry(_Counted, AsyncRateLimitErrorRetryHandler):
-    reason = "rate_limited"  # waits the response's Retry-After
-
-
-class _ConnectionRetry(_Counted, AsyncConnectionErrorRetryHandler):
-    reason = "connection"
-
-    async def _can_retry_async(self, **kwargs: Any) -> bool:
-        if kwargs["request"].url.endswith("/chat.postMessage"):
-            # A post whose connection broke may have been made: never resent blindly here.
-            # Delivery retries it after looking for it by its metadata. Only a connection that
-            # was never established is safe to retry at once.
-            return isinstance(kwargs.get("error"), aiohttp.ClientConnectorError)
-        return await super()._can_retry_async(**kwargs)  # type: ignore[misc]
 
 
 class SlackAdapter:
@@ -123,9 +80,9 @@ class SlackAdapter:
     async def start(self, deliver: Deliver | None) -> None:
         self._deliver = deliver
         self._session = aiohttp.ClientSession()
-        self._client = self._web_client(self._session)
+        self._client = web_client(self._cfg, self._metrics, self._session)
         try:
-            self._identity = await _auth_test(self._client)
+            self._identity = await auth_test(self._client)
             self._parents = ThreadParents(self._client, self._identity)
             if deliver is None:  # a worker: the Web API only, no socket, no events
                 self._send_only = True
@@ -171,11 +128,11 @@ class SlackAdapter:
 
     async def probe(self) -> str:
         async with aiohttp.ClientSession() as session:
-            client = self._web_client(session)
-            identity = await _auth_test(client)
+            client = web_client(self._cfg, self._metrics, session)
+            identity = await auth_test(client)
             mode = "HTTP events"
             if self._cfg.app_token is not None:
-                await _call("apps.connections.open", _open_socket(client, self._cfg))
+                await call("apps.connections.open", open_socket(client, self._cfg))
                 mode = "socket mode"
         return f"bot {identity.get('user')} in team {identity.get('team')} ({mode})"
 
@@ -331,9 +288,7 @@ class SlackAdapter:
         socket_client = self._socket.client
         # The first URL is asked for here, so that a bad app token fails the start with
         # Slack's reason instead of the library retrying forever; later reconnects are its own.
-        socket_client.wss_uri = await _call(
-            "apps.connections.open", _open_socket(client, self._cfg)
-        )
+        socket_client.wss_uri = await call("apps.connections.open", open_socket(client, self._cfg))
         try:
             async with asyncio.timeout(self._cfg.timeout):
                 await self._socket.connect_async()
@@ -343,19 +298,6 @@ class SlackAdapter:
             ) from None
 
     # ------------------------------------------------------------------------------ helpers
-
-    def _web_client(self, session: aiohttp.ClientSession) -> AsyncWebClient:
-        base = self._cfg.api_base_url
-        return AsyncWebClient(
-            token=self._cfg.bot_token.get_secret_value(),
-            base_url=base if base.endswith("/") else base + "/",
-            session=session,
-            timeout=self._cfg.timeout,  # type: ignore[arg-type]  # aiohttp takes a float
-            retry_handlers=[
-                _ConnectionRetry(self._metrics, max_retry_count=1),
-                _RateLimitRetry(self._metrics, max_retry_count=self._cfg.max_retries),
-            ],
-        )
 
     async def fetch_picture(self, picture: Picture, max_bytes: int) -> bytes:
         if self._session is None:
@@ -376,28 +318,6 @@ class SlackAdapter:
 
 
 # ---------------------------------------------------------------------------------- module helpers
-
-
-async def _call(method: str, call: Any) -> Any:
-    """Await one Web API call made at start or in a probe; failures become `SlackStartError`
-    with Slack's reason (invalid_auth, …) and nothing from the request."""
-    try:
-        return await call
-    except SlackApiError as exc:
-        raise SlackStartError(f"slack {method} failed: {exc.response.get('error')}") from None
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise SlackStartError(f"slack {method} failed: {type(exc).__name__}: {exc}") from None
-
-
-async def _auth_test(client: AsyncWebClient) -> dict[str, Any]:
-    response = await _call("auth.test", client.auth_test())
-    return dict(response.data) if isinstance(response.data, dict) else {}
-
-
-async def _open_socket(client: AsyncWebClient, config: SlackConfig) -> str:
-    assert config.app_token is not None
-    response = await client.apps_connections_open(app_token=config.app_token.get_secret_value())
-    return str(response["url"])
 
 
 async def _warm(app: AsyncApp, identity: dict[str, Any]) -> None:
