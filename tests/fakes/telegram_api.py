@@ -42,112 +42,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
-import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from . import telegram_control
 from .base import Call, FakeServer
+from .telegram_objects import (
+    ApiCall,
+    ApiError,
+    auto_entities,
+    group,
+    params_of,
+    user,
+    utf16_len,
+)
+
+__all__ = ["TOKEN", "ApiCall", "ApiError", "FakeTelegram", "group", "user", "utf16_len"]
 
 TOKEN = "123456:TEST-fake-telegram-token"
 MAX_TEXT = 4096
-# Parameters python-telegram-bot sends as plain strings; every other value is JSON encoded.
-_STRING_PARAMS = {"text", "parse_mode", "url", "secret_token", "action", "caption", "ip_address"}
-_MENTION = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{3,32}")
-_COMMAND = re.compile(r"(?<!\S)/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?")
-
-
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _utf16_offset(text: str, index: int) -> int:
-    return utf16_len(text[:index])
-
-
-def auto_entities(text: str) -> list[dict[str, Any]]:
-    """The `mention` and `bot_command` entities Telegram's server adds to a message."""
-    found = [("mention", m) for m in _MENTION.finditer(text)]
-    found += [("bot_command", m) for m in _COMMAND.finditer(text)]
-    found.sort(key=lambda item: item[1].start())
-    return [
-        {
-            "type": kind,
-            "offset": _utf16_offset(text, m.start()),
-            "length": utf16_len(m.group()),
-        }
-        for kind, m in found
-    ]
-
-
-def user(
-    user_id: int, first_name: str = "User", *, username: str | None = None, is_bot: bool = False
-) -> dict[str, Any]:
-    found = {"id": user_id, "is_bot": is_bot, "first_name": first_name}
-    if username:
-        found["username"] = username
-    return found
-
-
-def group(chat_id: int, title: str = "Group", *, forum: bool = False) -> dict[str, Any]:
-    chat = {
-        "id": chat_id,
-        "type": "supergroup" if str(chat_id).startswith("-100") else "group",
-        "title": title,
-    }
-    if forum:
-        chat["is_forum"] = True
-    return chat
-
-
-class ApiError(Exception):
-    def __init__(self, code: int, description: str, **parameters: Any) -> None:
-        super().__init__(description)
-        self.code = code
-        self.description = description
-        self.parameters = parameters
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "ok": False,
-            "error_code": self.code,
-            "description": self.description,
-        }
-        if self.parameters:
-            body["parameters"] = self.parameters
-        return body
-
-
-@dataclass
-class ApiCall:
-    method: str
-    params: dict[str, Any]
-
-
-def _decode(params: dict[str, str]) -> dict[str, Any]:
-    decoded: dict[str, Any] = {}
-    for key, value in params.items():
-        if key in _STRING_PARAMS:
-            decoded[key] = value
-            continue
-        try:
-            decoded[key] = json.loads(value)
-        except ValueError:
-            decoded[key] = value  # "@channelname" chat ids
-    return decoded
-
-
-def params_of(call: Call) -> dict[str, Any]:
-    found = dict(call.query)
-    kind = call.headers.get("Content-Type", "")
-    if call.body and kind.startswith("application/json"):
-        return {**found, **(call.json or {})}
-    if call.body and kind.startswith("application/x-www-form-urlencoded"):
-        found.update(call.form)
-    return _decode(found)
 
 
 class FakeTelegram(FakeServer):
@@ -191,12 +106,7 @@ class FakeTelegram(FakeServer):
     def setup(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
-        app.router.add_post("/_test/updates", self._t_updates)
-        app.router.add_get("/_test/calls", self._t_calls)
-        app.router.add_get("/_test/sent", self._t_sent)
-        app.router.add_post("/_test/stall", self._t_stall)
-        app.router.add_post("/_test/conflict", self._t_conflict)
-        app.router.add_post("/_test/fail", self._t_fail)
+        telegram_control.add_routes(app, self)
 
     @property
     def base_url(self) -> str:
@@ -593,40 +503,6 @@ class FakeTelegram(FakeServer):
         return web.json_response(ApiError(404, "Not Found").body(), status=404)
 
     # ------------------------------------------------------------------------- control API
-
-    async def _t_updates(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        ids = await self.push(*(body if isinstance(body, list) else [body]))
-        return web.json_response({"update_ids": ids})
-
-    async def _t_calls(self, request: web.Request) -> web.Response:
-        calls = self.api_calls(request.query.get("method"))
-        return web.json_response(
-            {"calls": [{"method": c.method, "params": c.params} for c in calls]}
-        )
-
-    async def _t_sent(self, request: web.Request) -> web.Response:
-        return web.json_response({"sent": self.sent})
-
-    async def _t_stall(self, request: web.Request) -> web.Response:
-        self.stalled = bool((await request.json()).get("on", True))
-        return web.json_response({"stalled": self.stalled})
-
-    async def _t_conflict(self, request: web.Request) -> web.Response:
-        self.conflict = bool((await request.json()).get("on", True))
-        return web.json_response({"conflict": self.conflict})
-
-    async def _t_fail(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        extra = {"retry_after": body["retry_after"]} if body.get("retry_after") else {}
-        self.fail_method(
-            body["method"],
-            int(body["status"]),
-            body.get("description", "error"),
-            times=int(body.get("times", 1)),
-            **extra,
-        )
-        return web.json_response({"ok": True})
 
     @web.middleware
     async def _record_and_inject(self, request: web.Request, handler) -> web.StreamResponse:
