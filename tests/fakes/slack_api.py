@@ -31,26 +31,45 @@ them fail with `missing_scope`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import itertools
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from aiohttp import WSMsgType, web
 
 from .base import FakeServer, eventually
+from .slack_events import (
+    APP_TOKEN,
+    BOT_TOKEN,
+    BOT_USER_ID,
+    SIGNING_SECRET,
+    TEAM_ID,
+    SlackEvents,
+    channel_message,
+    event_callback,
+    ids,
+    im,
+    mention,
+    new_ts,
+    signature,
+)
 
-BOT_TOKEN = "xoxb-test-bot-token-0123456789"
-APP_TOKEN = "xapp-test-app-token-0123456789"
-SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
-TEAM_ID = "T024"
-BOT_USER_ID = "UBOT"
+__all__ = [
+    "APP_TOKEN",
+    "BOT_TOKEN",
+    "BOT_USER_ID",
+    "SIGNING_SECRET",
+    "TEAM_ID",
+    "FakeSlack",
+    "SlackEvents",
+    "channel_message",
+    "event_callback",
+    "im",
+    "mention",
+    "signature",
+]
 
-_ids = itertools.count(1)
 _CHUNK = 64 * 1024
 
 
@@ -114,7 +133,7 @@ class FakeSlack(FakeServer):
     ) -> str:
         """A message already in `channel` (posted before, or not for the bot); returns its ts.
         `profile`: the display name Slack puts in the message's `user_profile`."""
-        ts = _ts()
+        ts = new_ts()
         message: dict[str, Any] = {"type": "message", "user": user, "text": text, "ts": ts}
         if profile:
             message["user_profile"] = {"display_name": profile, "real_name": profile}
@@ -131,7 +150,7 @@ class FakeSlack(FakeServer):
     ) -> dict[str, Any]:  # fmt: skip
         """A file as an event's `files` lists it; served at `url_private` with the bot token.
         `stated_size`: the size the file object states (default the real one; -1: none)."""
-        file_id = f"F{next(_ids):06d}"
+        file_id = f"F{next(ids):06d}"
         path = f"/files-pri/{TEAM_ID}-{file_id}/{name}"
         self.files[path] = data
         found: dict[str, Any] = {
@@ -361,7 +380,7 @@ class FakeSlack(FakeServer):
         return web.json_response({"ok": True})
 
     async def _connections_open(self, args: dict[str, Any]) -> web.Response:
-        url = f"ws://127.0.0.1:{self.port}/link?ticket=t{next(_ids)}"
+        url = f"ws://127.0.0.1:{self.port}/link?ticket=t{next(ids)}"
         return web.json_response({"ok": True, "url": url})
 
     # ------------------------------------------------------------------------------ Socket Mode
@@ -395,7 +414,7 @@ class FakeSlack(FakeServer):
         """Deliver an Events API payload over an open socket (the newest unless `connection`
         says which: Slack gives each event to one of an app's connections); its envelope id."""
         await eventually(lambda: len(self.sockets) > max(connection, -1), timeout)
-        envelope_id = envelope_id or f"env-{next(_ids)}"
+        envelope_id = envelope_id or f"env-{next(ids)}"
         await self.sockets[connection].send_json(
             {
                 "envelope_id": envelope_id,
@@ -427,86 +446,3 @@ def _error(error: str) -> web.Response:
 
 
 # ---------------------------------------------------------------------------------- events
-
-
-def event_callback(event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
-    """The Events API envelope Slack POSTs (and wraps in a Socket Mode envelope)."""
-    return {
-        "token": "legacy-verification-token",
-        "team_id": event.get("team", TEAM_ID),
-        "api_app_id": "A0APP",
-        "event": event,
-        "type": "event_callback",
-        "event_id": event_id or f"Ev{next(_ids):08d}",
-        "event_time": int(time.time()),
-        "authorizations": [
-            {"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True, "enterprise_id": None}
-        ],
-    }
-
-
-def _ts() -> str:
-    return f"{int(time.time())}.{next(_ids):06d}"
-
-
-def _message(channel_type: str, text: str, user: str, channel: str, extra: dict) -> dict[str, Any]:
-    event = {"type": "message", "channel_type": channel_type, "user": user, "text": text}
-    event.update({"channel": channel, "ts": _ts(), "team": TEAM_ID, **extra})
-    return event_callback(event)
-
-
-def im(text: str, *, user: str = "U012", channel: str = "D0IM", **extra: Any) -> dict[str, Any]:
-    return _message("im", text, user, channel, extra)
-
-
-def channel_message(
-    text: str, *, user: str = "U012", channel: str = "C123", **extra: Any
-) -> dict[str, Any]:
-    return _message("channel", text, user, channel, extra)
-
-
-def mention(
-    text: str, *, user: str = "U012", channel: str = "C123", **extra: Any
-) -> dict[str, Any]:
-    """An app_mention; `text` should hold `<@UBOT>` as Slack sends it."""
-    event = {"type": "app_mention", "user": user, "text": text, "channel": channel}
-    event.update({"ts": _ts(), "team": TEAM_ID, **extra})
-    event.setdefault("event_ts", event["ts"])
-    return event_callback(event)
-
-
-# ---------------------------------------------------------------------------------- HTTP side
-
-
-def signature(secret: str, timestamp: int, body: str) -> str:
-    """Slack's v0 request signature: HMAC-SHA256 over `v0:{timestamp}:{body}`."""
-    base = f"v0:{timestamp}:{body}".encode()
-    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-
-
-class SlackEvents:
-    """Slack's side of HTTP Events: signs each payload and POSTs it to the bridge."""
-
-    def __init__(self, url: str, secret: str = SIGNING_SECRET) -> None:
-        self.url = url
-        self.secret = secret
-
-    async def post(
-        self,
-        payload: dict[str, Any],
-        *,
-        retry_num: int | None = None,
-        timestamp: int | None = None,
-        secret: str | None = None,
-        signed: bool = True,
-    ) -> httpx.Response:
-        body = json.dumps(payload)
-        stamp = int(time.time()) if timestamp is None else timestamp
-        headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": str(stamp)}
-        if signed:
-            headers["X-Slack-Signature"] = signature(secret or self.secret, stamp, body)
-        if retry_num is not None:
-            headers["X-Slack-Retry-Num"] = str(retry_num)
-            headers["X-Slack-Retry-Reason"] = "http_timeout"
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            return await client.post(self.url, content=body, headers=headers)
