@@ -55,6 +55,7 @@ class Setup:
     redis_url: str
     profile: str | None = None
     floor_transport: str = "httpx"
+    max_pending: int | None = None  # bridge.max_pending; None: the default
 
 
 def bridge_config(setup: Setup, section: dict[str, Any], llm: str, state: str) -> dict[str, Any]:
@@ -67,6 +68,7 @@ def bridge_config(setup: Setup, section: dict[str, Any], llm: str, state: str) -
         "bridge": {
             "store": store,
             "max_in_flight": setup.max_in_flight,
+            **({"max_pending": setup.max_pending} if setup.max_pending else {}),
             "log_level": "warning",
             "state_dir": state,
         },
