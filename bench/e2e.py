@@ -284,6 +284,7 @@ def parser() -> argparse.ArgumentParser:
         help="the floor's HTTP: PTB's default httpx, or aiohttp like the bridge",
     )  # fmt: skip
     p.add_argument("--max-in-flight", type=int, default=256, help="bridge.max_in_flight")
+    p.add_argument("--max-pending", type=int, help="bridge.max_pending (default: its default)")
     p.add_argument(
         "--telegram-sends-per-second", type=float, default=0,
         help="adapters.telegram.max_sends_per_second (0: no bot-wide limit, the default here)",
@@ -302,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = Setup(
         args.platform, args.store, args.llm_delay, args.max_in_flight,
         args.telegram_sends_per_second, args.redis_url, args.profile, args.floor_transport,
+        args.max_pending,
     )  # fmt: skip
     load = Load(args.messages, args.sessions, args.rate, args.stall)
     floor = args.platform == "telegram" and not args.no_floor
