@@ -61,7 +61,7 @@ class DiscordAdapter:
         self._down: set[int] = set()  # shards disconnected since they were last up
         self._down_since: float | None = None
         self._failure: str | None = None  # why the client stopped, when it did on its own
-        self._typing = Indicators(TYPING_EVERY)
+        self._typing = Indicators(TYPING_EVERY, delay=config.typing_delay)
         self._send_only = False
 
     def routes(self) -> Sequence[HttpRoute]:

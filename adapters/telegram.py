@@ -86,7 +86,7 @@ class TelegramAdapter:
         )
         self._bot = self._app.bot
         self._sender = Sender(self._bot, config, metrics)
-        self._typing = Indicators(config.typing_interval)
+        self._typing = Indicators(config.typing_interval, delay=config.typing_delay)
         self._deliver: Deliver | None = None
         self._me: User | None = None
         self._problem = "not started"

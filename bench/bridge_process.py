@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from adapters import build_adapter
+from bridge import heap
 from bridge.app import Bridge
 from bridge.config import parse_config, secret_values
 from bridge.logs import setup_logging
@@ -31,7 +32,12 @@ async def _main(raw: dict, profile: str | None) -> None:
         for name, section in config.adapters.enabled().items()
     ]
     bridge = Bridge(config, adapters, metrics=metrics)
-    await serve(bridge.start, bridge.stop, profile)
+
+    async def start() -> None:
+        await bridge.start()
+        heap.settle()  # as `botbridge run` does once up
+
+    await serve(start, bridge.stop, profile)
 
 
 def main() -> None:

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", "--conversations", type=int, default=10_000)
     p.add_argument("--llm-delay", type=float, default=2.0)
     p.add_argument("--max-in-flight", type=int, help="bridge.max_in_flight (default: N)")
+    p.add_argument("--max-pending", type=int, help="bridge.max_pending (default: its default)")
     p.add_argument("--store", choices=("sqlite", "redis"), default="sqlite")
     p.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     setup = Setup(
         "telegram", args.store, args.llm_delay, args.max_in_flight or args.conversations,
-        0, args.redis_url,
+        0, args.redis_url, max_pending=args.max_pending,
     )  # fmt: skip
     result = asyncio.run(run(setup, args.conversations, args.stall))
     lag = result["loop_lag_ms"]

@@ -55,6 +55,7 @@ class Setup:
     redis_url: str
     profile: str | None = None
     floor_transport: str = "httpx"
+    max_pending: int | None = None  # bridge.max_pending; None: the default
 
 
 def bridge_config(setup: Setup, section: dict[str, Any], llm: str, state: str) -> dict[str, Any]:
@@ -67,6 +68,7 @@ def bridge_config(setup: Setup, section: dict[str, Any], llm: str, state: str) -
         "bridge": {
             "store": store,
             "max_in_flight": setup.max_in_flight,
+            **({"max_pending": setup.max_pending} if setup.max_pending else {}),
             "log_level": "warning",
             "state_dir": state,
         },
@@ -282,6 +284,7 @@ def parser() -> argparse.ArgumentParser:
         help="the floor's HTTP: PTB's default httpx, or aiohttp like the bridge",
     )  # fmt: skip
     p.add_argument("--max-in-flight", type=int, default=256, help="bridge.max_in_flight")
+    p.add_argument("--max-pending", type=int, help="bridge.max_pending (default: its default)")
     p.add_argument(
         "--telegram-sends-per-second", type=float, default=0,
         help="adapters.telegram.max_sends_per_second (0: no bot-wide limit, the default here)",
@@ -300,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = Setup(
         args.platform, args.store, args.llm_delay, args.max_in_flight,
         args.telegram_sends_per_second, args.redis_url, args.profile, args.floor_transport,
+        args.max_pending,
     )  # fmt: skip
     load = Load(args.messages, args.sessions, args.rate, args.stall)
     floor = args.platform == "telegram" and not args.no_floor

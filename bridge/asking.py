@@ -22,6 +22,7 @@ from .errors import BackendError, InputTooLong, NotOwner, PictureError, PictureU
 from .journal import Entry, Reply, SessionWrite, Stages
 from .logs import brief
 from .metrics import Metrics
+from .pending import Ticket
 from .pictures import PictureSource
 from .profiles import Profile, Profiles
 from .questions import Questions
@@ -67,6 +68,7 @@ class Turn:
     accepted: asyncio.Future[bool] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    pending: Ticket | None = None  # its place at intake (`bridge.pending`), given back once asked
 
 
 class Asker:
@@ -136,6 +138,8 @@ class Asker:
         # A streamed answer drops the working signal itself, once its first text shows.
         async with self._outbox.working(inbound) if live is None else nullcontext(), self._slot():
             turn.asked = self._clock()
+            if turn.pending is not None:
+                turn.pending.release()
             try:
                 if live is not None:
                     pieces = backend.stream(session, question)  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, heap
 from .adapter import Adapter
 from .app import Bridge
 from .backends import build_backend
@@ -134,6 +134,7 @@ async def _run(config: Config | None, role_name: RoleName = RoleName.ALL) -> int
         loop.add_signal_handler(sig, stop.set)
     if not await _start(bridge):
         return 1
+    heap.settle()
     _summary(config, bridge)
     await stop.wait()
     log.info("stopping: finishing in-flight answers (up to %.0fs)", config.bridge.drain_timeout)

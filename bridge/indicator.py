@@ -1,6 +1,9 @@
 """The "working on it" signal (Telegram's typing…, Discord's typing) refreshed while an answer is
 prepared, stopped by a flag and never cancelled mid-request.
 
+It first shows after `delay`: an answer ready sooner never sends one (most of the cost of a fast
+answer was its typing request), and until then there is only a timer, which is safe to cancel.
+
 Cancelling a pooled HTTP request can leave its connection stuck in the pool for good (httpcore's
 pool under contention: encode/httpcore#1093); enough such leaks and every later request of that
 client fails with a pool timeout. So the refresh loop is told to stop and finishes the request
@@ -26,13 +29,22 @@ class Indicators:
     """Every working signal of one adapter: `showing` while an answer is prepared, `aclose` at
     the adapter's stop."""
 
-    def __init__(self, interval: float, *, grace: float = 1.0, stop_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        interval: float,
+        *,
+        delay: float = 0.0,
+        grace: float = 1.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
         self._interval = interval  # seconds between refreshes
+        self._delay = delay  # seconds before the first signal
         # On leaving `showing`: how long to let a signal in flight finish before the answer is
         # posted (one sent after the answer would show "typing" again under it).
         self._grace = grace
         self._stop_timeout = stop_timeout
         self._running: dict[asyncio.Task[None], asyncio.Event] = {}
+        self._closed = False  # after `aclose` a timer still due starts nothing
 
     @property
     def running(self) -> int:
@@ -42,15 +54,31 @@ class Indicators:
     @asynccontextmanager
     async def showing(self, signal: Signal, name: str) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = asyncio.create_task(self._refresh(signal, stop), name=name)
-        self._running[task] = stop
-        task.add_done_callback(self._finished)
+        started: list[asyncio.Task[None]] = []
+
+        def start() -> None:
+            if self._closed:
+                return
+            task = asyncio.create_task(self._refresh(signal, stop), name=name)
+            self._running[task] = stop
+            task.add_done_callback(self._finished)
+            started.append(task)
+
+        if self._delay > 0:
+            timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+                self._delay, start
+            )
+        else:
+            timer = None
+            start()
         try:
             yield
         finally:
+            if timer is not None:
+                timer.cancel()  # not yet fired: nothing was sent, nothing is in flight
             stop.set()
-            if not task.done():
-                await asyncio.wait({task}, timeout=self._grace)  # never cancels it
+            if started and not started[0].done():
+                await asyncio.wait(started, timeout=self._grace)  # never cancels it
 
     async def _refresh(self, signal: Signal, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -70,6 +98,7 @@ class Indicators:
     async def aclose(self) -> None:
         """Stop every refresh and wait for the signals still in flight; only a signal that
         outlasts `stop_timeout` (its HTTP timeouts should end it long before) is cancelled."""
+        self._closed = True
         tasks = list(self._running)
         for stop in self._running.values():
             stop.set()

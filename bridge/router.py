@@ -27,6 +27,7 @@ from .journal import Entry, Outcome, Reply, Stages
 from .lanes import Lanes
 from .logs import brief
 from .metrics import Metrics
+from .pending import Pending, holding
 from .profiles import Profiles
 from .session import key_for
 from .store import Store
@@ -71,6 +72,7 @@ class Router:
         # Held until `open()`: recovered messages queue first, and nothing is sent before the
         # adapters are up.
         self._lanes = Lanes(on_change=self._lanes_changed, held=True)
+        self._pending = Pending(settings.max_pending)
         self._commands = commands or Commands(
             store=store, backends=backends, settings=settings, profiles=profiles
         )
@@ -95,13 +97,12 @@ class Router:
         if not needs_answer(inbound):
             self._metrics.message(platform, "ignored")
             return False
-        turn = Turn(
-            inbound, key_for(inbound, self._settings.session_keys), dedup_id(inbound), started
-        )
+        key = key_for(inbound, self._settings.session_keys)
+        turn = Turn(inbound, key, dedup_id(inbound), started, pending=await self._pending.enter())
         if not self._closing:
             # Queued before the store is asked, so that arrival order is lane order; the lane
-            # waits for the verdict.
-            self._lanes.submit(turn.key, lambda: self._run(turn))
+            # waits for the verdict. The intake place is given back once asked, or at the end.
+            self._lanes.submit(turn.key, lambda: holding(turn.pending, self._run(turn)))
         try:
             fresh = await self._store.journal.accept(
                 turn.dedup_id, inbound.to_dict(), self._settings.dedup_ttl
@@ -161,6 +162,7 @@ class Router:
         """Stop taking new work into lanes, finish what is queued within `timeout`, then cancel
         the rest (it stays pending in the store and is answered at the next start)."""
         self._closing = True
+        self._pending.close()
         self.delivery.stop()  # a reply waiting to retry stays pending for the next start
         finished = await self._lanes.join(timeout if self._lanes.released else 0)
         if not finished:

@@ -87,6 +87,10 @@ class BridgeSettings(Strict):
     max_in_flight: int = Field(
         1000, ge=1, description="backend calls at once; more wait in line"
     )
+    # A burst taken in faster than it is asked floods the event loop (bridge.pending).
+    max_pending: int = Field(
+        64, ge=1, description="messages taken in and not yet asked; more wait at intake"
+    )
     max_input_chars: int = Field(8000, ge=1)
     max_answer_chars: int = Field(
         20000, ge=100, description="longer answers are cut at a clean boundary, with a note"

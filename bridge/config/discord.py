@@ -28,6 +28,9 @@ class DiscordAdapter(Strict):
     message_content: bool = Field(
         True, description="request the privileged Message Content intent"
     )
+    typing_delay: float = Field(
+        1.0, ge=0, description="seconds an answer takes before typing shows (0: at once)"
+    )
     ready_timeout: float = Field(60.0, gt=0, description="seconds start-up waits for READY")
     guild_ready_timeout: float = Field(
         2.0, gt=0, description="seconds discord.py waits for the last GUILD_CREATE after READY"

@@ -36,6 +36,9 @@ class TelegramAdapter(Strict):
         "paid broadcasts and a local Bot API server allow more); 0: no bot-wide limit",
     )
     typing_interval: float = Field(4.0, gt=0, description="seconds between typing signals")
+    typing_delay: float = Field(
+        1.0, ge=0, description="seconds an answer takes before typing shows (0: at once)"
+    )
     send_retries: int = Field(4, ge=0, le=10, description="network retries of one message")
     retry_backoff: float = Field(0.5, ge=0, description="first backoff, doubled each retry")
     max_backoff: float = Field(30.0, ge=0, description="longest backoff between poll attempts")

@@ -31,6 +31,7 @@ def telegram_section(fake: FakeTelegram, mode: str = "polling", **extra: Any) ->
         "retry_backoff": 0.01,
         "max_backoff": 0.2,
         "typing_interval": 0.05,
+        "typing_delay": 0,  # typing shows at once unless a test asks for the delay
     }
     if mode == "webhook":
         section.update(

@@ -215,12 +215,19 @@ async def test_long_answer_with_code_arrives_as_three_messages_with_balanced_fen
 async def test_typing_shows_while_the_backend_works(fake, running):
     async with FakeOpenAI() as llm:
         llm.slow_next(0.3)
-        await start(running, fake, openai_backend(llm))
+        await start(running, fake, openai_backend(llm), typing_delay=0.1)
         await fake.say(f"<@{BOT_ID}> think hard")
         await posts(fake, 1)
     typing = fake.calls_to(f"/api/v10/channels/{fake.channel_id}/typing", "POST")
     message = fake.calls_to(f"/api/v10/channels/{fake.channel_id}/messages", "POST")
     assert typing and fake.calls.index(typing[0]) < fake.calls.index(message[0])
+
+
+async def test_an_instant_answer_sends_no_typing(fake, running):
+    await start(running, fake)  # typing_delay 1 s by default; the echo answers at once
+    await fake.say(f"<@{BOT_ID}> quick one")
+    await posts(fake, 1)
+    assert not fake.calls_to(f"/api/v10/channels/{fake.channel_id}/typing", "POST")
 
 
 async def test_rate_limited_post_is_retried_by_discord_py(fake, running):

@@ -104,3 +104,20 @@ async def test_typing_is_refreshed_until_the_answer_and_not_after(fake, running)
     await asyncio.sleep(0.2)  # four refresh intervals: none may follow the answer
     assert len(fake.api_calls("sendChatAction")) == count
     assert world.adapter._typing.running == 0
+
+
+async def test_an_instant_answer_sends_no_typing_and_a_slow_one_does(fake, running, openai_fake):
+    backends = {"main": {"type": "openai", "base_url": openai_fake.base_url}}
+    world = await start_world(running, fake, "polling", backends=backends, typing_delay=0.3)
+    await world.send(fake.dm(user(42, "Alice"), "quick"))
+    await fake.wait_sent(1)
+    await asyncio.sleep(0.4)  # past the delay: a timer left running would show typing now
+    assert fake.api_calls("sendChatAction") == []
+    assert world.adapter._typing.running == 0
+
+    openai_fake.slow_next(1.0)
+    await world.send(fake.dm(user(42, "Alice"), "think hard"))
+    await fake.wait_sent(2)
+    kinds = [c.method for c in fake.api_calls() if c.method in ("sendChatAction", "sendMessage")]
+    assert kinds[1:] == ["sendChatAction"] * (len(kinds) - 2) + ["sendMessage"]
+    assert len(kinds) >= 3  # shown after 0.3 s, refreshed every 0.05 s until the answer

@@ -109,3 +109,17 @@ async def test_an_unreadable_answer_is_described_by_its_shape(openai_fake):
     finally:
         await backend.aclose()
     assert str(caught.value) == "no choices[0].message in the answer (an object with keys [answer, id])"
+
+
+async def test_paths_are_joined_to_the_base_once_and_many_paths_still_work(openai_fake):
+    api = _http.Api("t", config(openai_fake.base_url), base_url=openai_fake.url + "/v1/")
+    try:
+        for n in range(80):  # more paths than are kept (threads named in the path)
+            response = await api.call("GET", f"models?n={n}", idempotent=True)
+            assert response.status_code == 200
+            assert str(response.request.url) == f"{openai_fake.url}/v1/models?n={n}"
+        assert len(api._urls) <= _http._URLS_KEPT
+        first = api._absolute("chat/completions")
+        assert api._absolute("chat/completions") is first  # parsed once
+    finally:
+        await api.aclose()

@@ -152,6 +152,11 @@ def test_telegram_send_ceiling_and_redis_prefix_are_checked_with_their_paths():
     telegram = {"token": "1:x", "max_sends_per_second": -1}
     error = error_of({**base, "adapters": {"telegram": telegram}})
     assert "adapters.telegram.max_sends_per_second" in error
+    error = error_of({**base, "adapters": {"telegram": {"token": "1:x", "typing_delay": -1}}})
+    assert "adapters.telegram.typing_delay" in error
+    assert "bridge.max_pending" in error_of({**base, "bridge": {"max_pending": 0}})
+    error = error_of({**base, "adapters": {"discord": {"token": "x", "typing_delay": "soon"}}})
+    assert "adapters.discord.typing_delay" in error
     error = error_of({**base, "bridge": {"store": {"type": "redis", "prefix": "a:b"}}})
     assert "bridge.store.prefix" in error
     config = parse_config(

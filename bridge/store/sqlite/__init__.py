@@ -1,8 +1,9 @@
 """The embedded store: one SQLite file (WAL), or `:memory:` for tests.
 
 One connection, shared by the store's parts (`journal`, `sessions`, `counters`, `controls`), each
-in a module of its own with its own tables. Every operation is one autocommitted statement where
-it can be: one round trip to aiosqlite's thread. A new file is created with incremental
+in a module of its own with its own tables. Every operation is one statement where it can be: one
+round trip to the connection's thread, which commits the statements handed to it meanwhile
+together (`_batched`: group commit). A new file is created with incremental
 auto-vacuum, so that `compact` after a purge shrinks it. One process answers a file's pending
 messages: opened as their `owner` (the daemon, the console), the store takes an advisory lock on
 `{file}.lock` holding its pid, so a second daemon or console on the same state refuses to start
@@ -20,11 +21,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import aiosqlite
-
 from ...errors import StoreLocked, StoreUnavailable
 from .. import _forgotten
 from . import controls, counters, journal, sessions
+from ._batched import BatchedConnection
 
 DEFAULT_SESSION_TTL = 30 * 86400.0
 
@@ -45,7 +45,7 @@ class SqliteStore:
         self._owner = owner
         self.session_ttl = session_ttl
         self.forget_secret = ""  # read at open (see _forgotten)
-        self._db: aiosqlite.Connection | None = None
+        self._db: BatchedConnection | None = None
         self._lock: int | None = None  # the lock file's descriptor while open
         self.journal = journal.SqliteJournal(self)
         self.sessions = sessions.SqliteSessions(self)
@@ -53,20 +53,19 @@ class SqliteStore:
         self.controls = controls.SqliteControls(self)
 
     @property
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> BatchedConnection:
         if self._db is None:
             raise RuntimeError("store is not open")
         return self._db
 
     async def open(self) -> None:
         if self._path != ":memory:":
-            # Tried first in plain sqlite3: aiosqlite, failing to connect, leaves its thread to
-            # report to an event loop that is gone by then ("Event loop is closed" at exit).
+            # Tried first in plain sqlite3, to name what is wrong with the directory or file.
             await asyncio.to_thread(_try_open, self._path)
             if self._owner:
                 self._lock = lock_file(f"{self._path}.lock", self._path)
         try:
-            self._db = db = await aiosqlite.connect(self._path, isolation_level=None)  # autocommit
+            self._db = db = await BatchedConnection.connect(self._path)
             await self._prepare(db)
         except sqlite3.Error as exc:  # a read-only file, a full disk, not a database
             await self.close()
@@ -75,7 +74,7 @@ class SqliteStore:
             await self.close()
             raise
 
-    async def _prepare(self, db: aiosqlite.Connection) -> None:
+    async def _prepare(self, db: BatchedConnection) -> None:
         # Only takes effect on a new file (before its first table): an older file keeps its mode.
         await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         await db.execute("PRAGMA journal_mode=WAL")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import aiosqlite
+from ._batched import BatchedConnection
 
 if TYPE_CHECKING:
     from . import SqliteStore
@@ -28,7 +28,7 @@ CREATE INDEX IF NOT EXISTS tokens_day ON tokens (day);
 """
 
 
-async def migrate(db: aiosqlite.Connection) -> None:
+async def migrate(db: BatchedConnection) -> None:
     """A file from before retention gets the window end that the purge needs (0: purge now)."""
     columns = {row[1] for row in await db.execute_fetchall("PRAGMA table_info(rates)")}
     if "expires" not in columns:

@@ -7,10 +7,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
-
 from ...session import owner_of
 from .. import SessionInfo, _forgotten
+from ._batched import BatchedConnection
 
 if TYPE_CHECKING:
     from . import SqliteStore
@@ -36,7 +35,7 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-async def migrate(db: aiosqlite.Connection) -> None:
+async def migrate(db: BatchedConnection) -> None:
     """A file from before the owner index gets it (computed from each key)."""
     columns = {row[1] for row in await db.execute_fetchall("PRAGMA table_info(state)")}
     if "owner" not in columns:
