@@ -48,14 +48,17 @@ class Lanes:
     def active(self) -> int:
         return len(self._tasks)
 
-    def submit(self, key: str, job: Job) -> None:
-        """Queue `job` behind the session's earlier jobs. Synchronous, so arrival order holds."""
+    def submit(self, key: str, job: Job) -> bool:
+        """Queue `job` behind the session's earlier jobs. Synchronous, so arrival order holds.
+        True when it waits behind another of its session's jobs."""
         self._queues.setdefault(key, deque()).append(job)
         self._waiting += 1
-        if key not in self._tasks:
+        behind = key in self._tasks
+        if not behind:
             self._tasks[key] = asyncio.create_task(self._run(key), name=f"lane {key}")
             self._idle.clear()
         self._changed()
+        return behind
 
     async def _run(self, key: str) -> None:
         queue = self._queues[key]

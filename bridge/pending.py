@@ -6,8 +6,9 @@ and the turns it starts all become ready together: event-loop iterations of hund
 milliseconds, every timer late. Waiting at intake leaves the burst where it is (at the platform,
 in a webhook's open request) until the turns ahead of it have reached their backend calls. A
 ticket is given back when its message is asked or its turn ends without asking, whichever is
-first; a turn waiting in its session's lane holds one, but the turn ahead of it in that lane
-holds none once asked, so a lane never waits for intake.
+first, or at once when the message queues behind an earlier one of its own session: a lane never
+waits for intake, and one person's burst (a spammer's hundred messages behind a slow answer)
+holds no places from everyone else.
 """
 
 from __future__ import annotations

@@ -98,11 +98,14 @@ class Router:
             self._metrics.message(platform, "ignored")
             return False
         key = key_for(inbound, self._settings.session_keys)
-        turn = Turn(inbound, key, dedup_id(inbound), started, pending=await self._pending.enter())
+        ticket = await self._pending.enter()
+        turn = Turn(inbound, key, dedup_id(inbound), started, pending=ticket)
         if not self._closing:
             # Queued before the store is asked, so that arrival order is lane order; the lane
-            # waits for the verdict. The intake place is given back once asked, or at the end.
-            self._lanes.submit(turn.key, lambda: holding(turn.pending, self._run(turn)))
+            # waits for the verdict. The intake place is given back once asked, or at the end,
+            # or at once behind its own session (else one person's burst would hold them all).
+            if self._lanes.submit(turn.key, lambda: holding(ticket, self._run(turn))):
+                ticket.release()
         try:
             fresh = await self._store.journal.accept(
                 turn.dedup_id, inbound.to_dict(), self._settings.dedup_ttl

@@ -79,3 +79,26 @@ async def test_one_session_never_waits_for_itself(openai_fake, running):
     assert await console.replies(6) == [f"echo: q{n}" for n in range(6)]
     await console.say("last")
     assert (await console.replies(7))[-1] == "echo: last"
+
+
+async def test_one_persons_burst_behind_a_slow_answer_holds_no_place_from_anyone_else(
+    openai_fake, running
+):
+    console = RecordingConsole(user="ann")
+    openai_fake.slow_next(3.0)  # ann's first answer is slow; her next ones queue behind it
+    config = make_config(
+        {
+            "backends": {"llm": {"type": "openai", "base_url": openai_fake.base_url}},
+            "bridge": {"max_pending": 2},
+        }
+    )
+    await running(config, console)
+    first = asyncio.create_task(console.say("q0", event_id="e0"))
+    await eventually(lambda: openai_fake.in_flight == 1, 5)
+    burst = [asyncio.create_task(console.say(f"q{n}", event_id=f"e{n}")) for n in range(1, 9)]
+    await asyncio.wait_for(console.say("hello", user="bob"), 2)  # taken in at once
+    await eventually(lambda: "echo: hello" in console.texts(), 2)
+    assert openai_fake.in_flight == 1  # bob was answered while ann's first was still asked
+    await asyncio.gather(first, *burst)
+    replies = await console.replies(10)
+    assert [r for r in replies if r != "echo: hello"] == [f"echo: q{n}" for n in range(9)]
