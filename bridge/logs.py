@@ -17,13 +17,12 @@ from urllib.parse import quote
 # Fields the bridge passes with `extra=` that belong in a JSON line (and, briefly, a text line).
 CONTEXT_FIELDS = ("session_key", "platform", "backend", "event_id", "latency_ms", "cause")
 _REDACTED = "[redacted]"
-# Libraries that log every HTTP request at INFO, or statements and payloads holding what users
-# wrote at DEBUG (aiosqlite: each SQL call with its parameters; telegram, discord, slack_sdk: each
-# request or gateway event). Set to WARNING so their records are not even made; the operator
-# turns one up by naming it in `log_levels`.
+# Libraries that log every HTTP request at INFO, or payloads holding what users wrote at DEBUG
+# (telegram, discord, slack_sdk: each request or gateway event). Set to WARNING so their records
+# are not even made; the operator turns one up by naming it in `log_levels`.
 NOISY_LOGGERS = (
     "httpx", "httpcore", "telegram", "discord", "slack_bolt", "slack_sdk", "aiohttp",
-    "aiosqlite", "redis", "websockets", "asyncio", "hpack", "telegramify_markdown",
+    "redis", "websockets", "asyncio", "hpack", "telegramify_markdown",
 )  # fmt: skip
 # The bridge's own loggers: everything else is a library.
 OWN_LOGGERS = ("bridge", "adapters", "py.warnings")

@@ -171,7 +171,7 @@ async def test_message_text_is_logged_only_at_debug_and_only_when_asked(
 
 def test_libraries_below_warning_only_when_named(log_setup):
     stream = log_setup(level="debug", levels={"httpx": "debug"})
-    logging.getLogger("aiosqlite").debug("executing INSERT ... ('what a user wrote',)")
+    logging.getLogger("telegram").debug("sendMessage: {'text': 'what a user wrote'}")
     logging.getLogger("some.library").info("payload: what a user wrote")
     logging.getLogger("httpx").debug("HTTP Request: POST named by the operator")
     logging.getLogger("some.library").warning("library trouble")
