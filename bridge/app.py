@@ -39,6 +39,7 @@ from .router import Router
 from .store import Store, open_store
 from .streaming import Live
 from .types import Inbound, Limits, Outbound, Picture
+from .waiting import stopped
 
 log = logging.getLogger("bridge")
 
@@ -215,13 +216,7 @@ class Bridge:
         """Take over a dead process's pending messages (its lease expired) without a restart.
         Stopped by a flag, never cancelled mid-call (see `store.redis.lease.Keeper`)."""
         every = self.config.bridge.store.recover_every
-        while True:
-            try:
-                async with asyncio.timeout(every):
-                    await self._stopping.wait()
-                return
-            except TimeoutError:
-                pass
+        while not await stopped(self._stopping, every):
             try:
                 await self.router.recover(self.platforms)
             except Exception as exc:  # the store is down for a moment: look again later

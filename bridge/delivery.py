@@ -27,6 +27,7 @@ from .journal import Outcome, Reply, part_key
 from .metrics import Metrics
 from .store import Journal
 from .types import ChatKind, Inbound, Outbound
+from .waiting import stopped
 
 log = logging.getLogger("bridge.delivery")
 
@@ -229,12 +230,8 @@ class Delivery:
         await self._journal.complete(job.event_id, Outcome.UNDELIVERABLE)
 
     async def _wait(self, delay: float) -> None:
-        try:
-            async with asyncio.timeout(delay):
-                await self._stopping.wait()
-        except TimeoutError:
-            return
-        raise Deferred
+        if await stopped(self._stopping, delay):
+            raise Deferred
 
 
 @dataclass(frozen=True, slots=True)

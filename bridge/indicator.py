@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from .logs import brief
+from .waiting import stopped
 
 log = logging.getLogger("bridge.indicator")
 
@@ -84,11 +85,7 @@ class Indicators:
         while not stop.is_set():
             if not await signal():
                 return
-            try:
-                async with asyncio.timeout(self._interval):
-                    await stop.wait()
-            except TimeoutError:
-                pass  # time for the next refresh
+            await stopped(stop, self._interval)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)

@@ -22,6 +22,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from ...waiting import stopped
+
 log = logging.getLogger("bridge.store")
 
 # KEYS: lease, fence counter. ARGV: holder, ttl ms. The fencing token, or nil if held by another.
@@ -161,13 +163,7 @@ class Keeper:
 
     async def _beat(self) -> None:
         every = self.lease.ttl / 3
-        while True:
-            try:
-                async with asyncio.timeout(every):
-                    await self._stopping.wait()
-                return
-            except TimeoutError:
-                pass
+        while not await stopped(self._stopping, every):
             try:
                 if not await self.lease.renew():
                     log.error("lease %s is held by another process", self.lease.key)
